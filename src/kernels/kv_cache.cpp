@@ -1,0 +1,78 @@
+#include "kernels/kv_cache.h"
+
+#include "core/error.h"
+
+namespace ropepp {
+
+KVCache::KVCache(int n_layers, int n_kv_heads, int head_dim, int64_t capacity, CacheType type)
+    : n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), capacity_(capacity), type_(type) {
+  ROPEPP_CHECK(n_layers > 0 && n_kv_heads > 0 && head_dim > 0 && capacity > 0,
+               "invalid KV cache shape: {} layers, {} key/value heads, head_dim {}, capacity {}", n_layers,
+               n_kv_heads, head_dim, capacity);
+  const size_t elements = static_cast<size_t>(n_layers) * n_kv_heads * static_cast<size_t>(capacity) * head_dim;
+  if (type == CacheType::kF32) {
+    keys_f32_.assign(elements, 0.0f);
+    values_f32_.assign(elements, 0.0f);
+  } else {
+    keys_bf16_.assign(elements, 0);
+    values_bf16_.assign(elements, 0);
+  }
+}
+
+void KVCache::set_length(int64_t length) {
+  ROPEPP_CHECK(length >= 0 && length <= capacity_, "KV cache length {} is outside 0..{} (the capacity)", length,
+               capacity_);
+  length_ = length;
+}
+
+size_t KVCache::offset(int layer, int kv_head, int64_t token) const {
+  return ((static_cast<size_t>(layer) * n_kv_heads_ + kv_head) * static_cast<size_t>(capacity_) +
+          static_cast<size_t>(token)) *
+         head_dim_;
+}
+
+void KVCache::write(int layer, int64_t start, int64_t n_tokens, const float* rotated_keys, const float* values) {
+  ROPEPP_CHECK(layer >= 0 && layer < n_layers_, "KV cache layer {} is outside 0..{}", layer, n_layers_ - 1);
+  ROPEPP_CHECK(start >= 0 && n_tokens >= 0 && start + n_tokens <= capacity_,
+               "KV cache is full: tokens {}..{} do not fit in its capacity of {} tokens (raise the context size)",
+               start, start + n_tokens, capacity_);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int h = 0; h < n_kv_heads_; ++h) {
+      const float* key = rotated_keys + (t * n_kv_heads_ + h) * head_dim_;
+      const float* value = values + (t * n_kv_heads_ + h) * head_dim_;
+      const size_t at = offset(layer, h, start + t);
+      for (int e = 0; e < head_dim_; ++e) {
+        if (type_ == CacheType::kF32) {
+          keys_f32_[at + e] = key[e];
+          values_f32_[at + e] = value[e];
+        } else {
+          keys_bf16_[at + e] = float_to_bf16(key[e]);
+          values_bf16_[at + e] = float_to_bf16(value[e]);
+        }
+      }
+    }
+  }
+}
+
+KVCacheView KVCache::view(int layer) const {
+  KVCacheView view;
+  view.type = type_;
+  const size_t at = offset(layer, 0, 0);
+  if (type_ == CacheType::kF32) {
+    view.keys = keys_f32_.data() + at;
+    view.values = values_f32_.data() + at;
+  } else {
+    view.keys = keys_bf16_.data() + at;
+    view.values = values_bf16_.data() + at;
+  }
+  view.token_stride = head_dim_;
+  view.head_stride = capacity_ * head_dim_;
+  return view;
+}
+
+int64_t KVCache::bytes() const {
+  const int64_t elements = static_cast<int64_t>(n_layers_) * n_kv_heads_ * capacity_ * head_dim_;
+  return 2 * elements * (type_ == CacheType::kF32 ? 4 : 2);
+}
+
+}  // namespace ropepp
