@@ -1,5 +1,7 @@
 #include "kernels/kv_cache.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace ropepp {
@@ -36,16 +38,18 @@ void KVCache::write(int layer, int64_t start, int64_t n_tokens, const float* rot
   ROPEPP_CHECK(start >= 0 && n_tokens >= 0 && start + n_tokens <= capacity_,
                "KV cache is full: tokens {}..{} do not fit in its capacity of {} tokens (raise the context size)",
                start, start + n_tokens, capacity_);
+  ROPEPP_CHECK(n_tokens == 0 || (rotated_keys != nullptr && values != nullptr),
+               "KV cache write of {} tokens needs key and value buffers", n_tokens);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int h = 0; h < n_kv_heads_; ++h) {
       const float* key = rotated_keys + (t * n_kv_heads_ + h) * head_dim_;
       const float* value = values + (t * n_kv_heads_ + h) * head_dim_;
       const size_t at = offset(layer, h, start + t);
-      for (int e = 0; e < head_dim_; ++e) {
-        if (type_ == CacheType::kF32) {
-          keys_f32_[at + e] = key[e];
-          values_f32_[at + e] = value[e];
-        } else {
+      if (type_ == CacheType::kF32) {
+        std::copy(key, key + head_dim_, keys_f32_.begin() + static_cast<std::ptrdiff_t>(at));
+        std::copy(value, value + head_dim_, values_f32_.begin() + static_cast<std::ptrdiff_t>(at));
+      } else {
+        for (int e = 0; e < head_dim_; ++e) {
           keys_bf16_[at + e] = float_to_bf16(key[e]);
           values_bf16_[at + e] = float_to_bf16(value[e]);
         }
@@ -55,6 +59,7 @@ void KVCache::write(int layer, int64_t start, int64_t n_tokens, const float* rot
 }
 
 KVCacheView KVCache::view(int layer) const {
+  ROPEPP_CHECK(layer >= 0 && layer < n_layers_, "KV cache layer {} is outside 0..{}", layer, n_layers_ - 1);
   KVCacheView view;
   view.type = type_;
   const size_t at = offset(layer, 0, 0);
