@@ -43,13 +43,16 @@ void ProgressBar::update(int64_t done, const std::string& status) {
 
 void ProgressBar::finish(const std::string& status) {
   if (finished_) return;
+  const bool already_shown = !terminal_ && drawn_done_ == total_ && (status.empty() || status == status_);
   done_ = total_;
   if (!status.empty()) status_ = status;
-  draw(true);
+  // A log line for the last update was already written; do not repeat it.
+  if (!already_shown) draw(true);
   finished_ = true;
 }
 
 void ProgressBar::draw(bool final_line) {
+  drawn_done_ = done_;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double fraction = static_cast<double>(done_) / static_cast<double>(total_);
   const double remaining = done_ > 0 ? elapsed * (1.0 - fraction) / fraction : -1.0;

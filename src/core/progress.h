@@ -22,6 +22,7 @@ class ProgressBar {
 
   int64_t total_;
   int64_t done_ = 0;
+  int64_t drawn_done_ = -1;  // done_ at the last draw
   std::string label_;
   std::string status_;
   bool terminal_;
