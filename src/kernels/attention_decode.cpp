@@ -146,9 +146,18 @@ void merge_chunks(const AttentionArgs& args, const WorkSplit& split, const float
     auto sum_of = [&](int64_t c) { return partials[(first_slab + c) * slab_size + rows * (d + 1) + r]; };
 
     float max_score = kNegInf;
-    for (int64_t c = 0; c < split.n_chunks; ++c) max_score = std::max(max_score, max_of(c));
+    bool non_finite = false;  // a chunk saw a NaN or +inf score (see update_row)
+    for (int64_t c = 0; c < split.n_chunks; ++c) {
+      non_finite = non_finite || std::isnan(max_of(c));
+      max_score = std::max(max_score, max_of(c));
+    }
 
     float* out_row = out + row_index * d;
+    if (non_finite) {
+      std::fill(out_row, out_row + d, std::numeric_limits<float>::quiet_NaN());
+      if (lse != nullptr) lse[row_index] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
     std::fill(out_row, out_row + d, 0.0f);
     if (max_score == kNegInf) {
       if (lse != nullptr) lse[row_index] = kNegInf;

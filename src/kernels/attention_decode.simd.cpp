@@ -310,8 +310,24 @@ void mask_row(const DecodeChunk& chunk, int r, int64_t block_begin, int n_keys, 
 
 // Online-softmax update of one row with a block of scores, which are replaced
 // by their unnormalised probabilities 2^(s - max).
+//
+// A NaN or +inf score (from a non-finite key or query) makes the reference
+// softmax NaN. vmax drops NaN on x86 and vexp2 clamps it away, so such a block
+// is detected here and marks the row NaN through row_max, which merge_chunks
+// turns into a NaN output row instead of silently skipping the key.
 void update_row(const DecodeChunk& chunk, int r, float* scores) {
   const int d = chunk.head_dim;
+  // Branch-free, so that the compiler vectorizes it: 1 for NaN and +inf, 0 for -inf and finite scores.
+  unsigned non_finite = std::isnan(chunk.row_max[r]) ? 1u : 0u;
+  for (int jj = 0; jj < kDecodeKeyBlock; ++jj) {
+    non_finite |= static_cast<unsigned>(!(scores[jj] < -kNegInf) & (scores[jj] != kNegInf));
+  }
+  if (non_finite != 0u) {
+    chunk.row_max[r] = std::numeric_limits<float>::quiet_NaN();
+    for (int jj = 0; jj < kDecodeKeyBlock; ++jj) scores[jj] = 0.0f;
+    return;
+  }
+
   Vec max_vector = vset(kNegInf);
   for (int jj = 0; jj < kDecodeKeyBlock; jj += kWidth) max_vector = vmax(max_vector, vload(scores + jj));
   const float block_max = vreduce_max(max_vector);

@@ -11,7 +11,17 @@ KVCache::KVCache(int n_layers, int n_kv_heads, int head_dim, int64_t capacity, C
   ROPEPP_CHECK(n_layers > 0 && n_kv_heads > 0 && head_dim > 0 && capacity > 0,
                "invalid KV cache shape: {} layers, {} key/value heads, head_dim {}, capacity {}", n_layers,
                n_kv_heads, head_dim, capacity);
-  const size_t elements = static_cast<size_t>(n_layers) * n_kv_heads * static_cast<size_t>(capacity) * head_dim;
+  // An overflowing element count would allocate a short buffer that write() then overruns.
+  size_t elements = 0;
+  const bool overflow =
+      __builtin_mul_overflow(static_cast<size_t>(n_layers) * static_cast<size_t>(n_kv_heads),
+                             static_cast<size_t>(capacity), &elements) ||
+      __builtin_mul_overflow(elements, static_cast<size_t>(head_dim), &elements) ||
+      elements > static_cast<size_t>(INT64_MAX) / 4;
+  ROPEPP_CHECK(!overflow,
+               "KV cache of {} layers x {} key/value heads x {} tokens x head_dim {} is too large to address: "
+               "lower the context size",
+               n_layers, n_kv_heads, capacity, head_dim);
   if (type == CacheType::kF32) {
     keys_f32_.assign(elements, 0.0f);
     values_f32_.assign(elements, 0.0f);
@@ -35,9 +45,11 @@ size_t KVCache::offset(int layer, int kv_head, int64_t token) const {
 
 void KVCache::write(int layer, int64_t start, int64_t n_tokens, const float* rotated_keys, const float* values) {
   ROPEPP_CHECK(layer >= 0 && layer < n_layers_, "KV cache layer {} is outside 0..{}", layer, n_layers_ - 1);
-  ROPEPP_CHECK(start >= 0 && n_tokens >= 0 && start + n_tokens <= capacity_,
-               "KV cache is full: tokens {}..{} do not fit in its capacity of {} tokens (raise the context size)",
-               start, start + n_tokens, capacity_);
+  // Compared as n_tokens <= capacity_ - start, because start + n_tokens can overflow.
+  ROPEPP_CHECK(start >= 0 && n_tokens >= 0 && start <= capacity_ && n_tokens <= capacity_ - start,
+               "KV cache is full: {} tokens from index {} do not fit in its capacity of {} tokens (raise the context "
+               "size)",
+               n_tokens, start, capacity_);
   ROPEPP_CHECK(n_tokens == 0 || (rotated_keys != nullptr && values != nullptr),
                "KV cache write of {} tokens needs key and value buffers", n_tokens);
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -79,8 +79,9 @@ class RopeTable {
 // [n_tokens][n_heads][head_dim]; token t uses positions[t].
 void rope_rotate(const RopeTable& table, const int32_t* positions, int64_t n_tokens, int n_heads, float* x);
 
-// Applies the inverse rotation (the transpose): turns a gradient with respect to
-// rotated vectors into one with respect to the vectors before rotation.
+// Applies the transpose of the rotation (its inverse only when the YaRN magnitude
+// is 1): turns a gradient with respect to rotated vectors into one with respect
+// to the vectors before rotation.
 void rope_rotate_inverse(const RopeTable& table, const int32_t* positions, int64_t n_tokens, int n_heads,
                          float* x);
 

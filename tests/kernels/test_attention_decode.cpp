@@ -477,6 +477,59 @@ TEST(AttentionDecode, ResultDoesNotDependOnThreadCount) {
   expect_close(several, one, kF32Tolerance * std::max(1.0, max_abs(one.out)), kF32Tolerance, "1 vs 2 threads");
 }
 
+// A NaN or infinity in the cache must reach the output of every head that
+// reads it, as in the reference, so a diverged model is not hidden.
+TEST(AttentionDecode, NonFiniteCacheEntriesPropagate) {
+  const int d = 16;
+  const int64_t n_keys = 300;  // more than one chunk and one key block
+  const RopeTable rope(RopeParams{d, 10000.0, {}});
+  const HeadLayout layout = HeadLayout::from_config(Variant::kEH, 4, 2, d);
+  const int n_heads = layout.n_attention_heads();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> q = random_values(layout.n_query_heads * d, 31);
+  const int32_t position = static_cast<int32_t>(n_keys - 1);
+
+  struct Case {
+    const char* what;
+    bool in_key;
+    float value;
+    int64_t token;
+  };
+  for (const CacheType type : {CacheType::kF32, CacheType::kBF16}) {
+    for (const Case& c : {Case{"NaN key", true, nan, 7}, Case{"NaN value", false, nan, 7},
+                          Case{"NaN key at the end", true, nan, n_keys - 1}, Case{"inf value", false, inf, 100},
+                          Case{"NaN key in a later block", true, nan, 290}}) {
+      SCOPED_TRACE(std::string(c.what) + (type == CacheType::kF32 ? " f32" : " bf16"));
+      std::vector<float> keys = random_values(n_keys * layout.n_kv_heads * d, 32);
+      std::vector<float> values = random_values(n_keys * layout.n_kv_heads * d, 33);
+      // Element 3 of key/value head 0 at token c.token.
+      (c.in_key ? keys : values)[c.token * layout.n_kv_heads * d + 3] = c.value;
+      KVCache cache(1, layout.n_kv_heads, d, n_keys, type);
+      cache.write(0, 0, n_keys, keys.data(), values.data());
+
+      AttentionArgs args;
+      args.layout = layout;
+      args.rope = &rope;
+      args.n_queries = 1;
+      args.n_keys = n_keys;
+      args.query_offset = n_keys - 1;
+      args.query_positions = &position;
+      std::vector<float> out(static_cast<size_t>(n_heads * d)), lse(n_heads);
+      attention_forward_cached(args, q.data(), cache.view(0), out.data(), lse.data());
+      // The EH layout of 4 query and 2 key/value heads leaves one key/value head, read by every head.
+      ASSERT_EQ(layout.n_kv_heads, 1);
+      for (int h = 0; h < n_heads; ++h) {
+        const bool reads_head_0 = layout.kv_head_of(h) == 0;
+        // A NaN key poisons every output element; a bad value only its own element.
+        const int element = c.in_key ? 0 : 3;
+        EXPECT_EQ(std::isfinite(out[h * d + element]), !reads_head_0) << "head " << h << " = " << out[h * d + element];
+        if (c.in_key) EXPECT_TRUE(std::isnan(lse[h])) << "head " << h << " lse " << lse[h];
+      }
+    }
+  }
+}
+
 TEST(AttentionDecode, RejectsInvalidCacheView) {
   DecodeCase c;
   c.n_keys = 10;

@@ -1,6 +1,7 @@
 // KVCache: sizes per variant, storage round trips and bounds checks.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "core/bf16.h"
@@ -100,6 +101,22 @@ TEST(KVCache, RejectsInvalidShape) {
   EXPECT_THROW(KVCache(1, 0, 4, 8, CacheType::kF32), Error);
   EXPECT_THROW(KVCache(1, 1, 0, 8, CacheType::kF32), Error);
   EXPECT_THROW(KVCache(1, 1, 4, 0, CacheType::kF32), Error);
+}
+
+TEST(KVCache, RejectsOverflowingWrite) {
+  // start + n_tokens overflows int64, so only a subtraction-based bound catches it.
+  KVCache cache(1, 1, 4, 8, CacheType::kF32);
+  const std::vector<float> data(4, 1.0f);
+  EXPECT_THROW(cache.write(0, INT64_MAX, 1, data.data(), data.data()), Error);
+  EXPECT_THROW(cache.write(0, 1, INT64_MAX, data.data(), data.data()), Error);
+  EXPECT_THROW(cache.write(0, 9, 0, data.data(), data.data()), Error);
+  EXPECT_NO_THROW(cache.write(0, 8, 0, nullptr, nullptr));
+}
+
+TEST(KVCache, RejectsUnaddressableShape) {
+  // 2^62 tokens x 16 elements overflows a 64-bit element count.
+  EXPECT_THROW(KVCache(1, 1, 16, int64_t{1} << 62, CacheType::kBF16), Error);
+  EXPECT_THROW(KVCache(4096, 16384, 1 << 20, int64_t{1} << 40, CacheType::kF32), Error);
 }
 
 }  // namespace
