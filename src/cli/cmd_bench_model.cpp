@@ -1,0 +1,337 @@
+// `ropepp bench model`: whole-model prefill and decode speed against the
+// machine's ceilings measured in the same run, and optionally against the
+// RoPE++ authors' formulation in PyTorch (bench/torch_model.py) on the same
+// checkpoint.
+//
+// Prefill is judged by achieved GFLOP/s over the GEMM ceiling of the weight
+// precision. Decode is memory-bound, so each token is judged against its
+// bytes-per-token floor: every weight matrix and the KV cache read once, over
+// the measured read bandwidth.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "bench/bench_machine.h"
+#include "cli/commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/threads.h"
+#include "model/model.h"
+#include "model/presets.h"
+
+namespace ropepp::cli {
+namespace {
+
+struct BenchModelOptions {
+  std::string presets = "tiny,small,376m";
+  std::string variants = "rope,eh,ec";
+  std::string weights = "f32,bf16";
+  int prompt_tokens = 512;
+  int decode_tokens = 32;
+  int repeats = 3;
+  bool torch = false;
+  std::string torch_script = "bench/torch_model.py";
+  std::string work_dir;
+  std::string json_path;
+  std::string csv_path;
+  bool quick = false;
+};
+
+struct ModelResult {
+  std::string preset;
+  std::string variant;
+  std::string weights;
+  int64_t parameters = 0;
+  int prompt_tokens = 0;
+  double prefill_seconds = 0.0;
+  double prefill_gflops = 0.0;
+  double gemm_ceiling_gflops = 0.0;
+  double decode_seconds = 0.0;  // median per token
+  double decode_bytes = 0.0;    // bytes read per token (weights + KV cache)
+  double decode_floor_seconds = 0.0;
+  double torch_prefill_seconds = 0.0;  // 0 when not measured
+  double torch_decode_seconds = 0.0;
+};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+// Multiply-adds of the layer projections per token. The embedding lookup is
+// not a product, and the LM head is counted separately.
+int64_t layer_matmul_parameters(const ModelConfig& config) {
+  const LayerShapes shapes = LayerShapes::from_config(config);
+  const int64_t attention = shapes.hidden * (shapes.q_rows + 2 * shapes.kv_rows) + shapes.attn_width * shapes.hidden;
+  const int64_t mlp = 3 * shapes.hidden * shapes.intermediate;
+  return config.num_hidden_layers * (attention + mlp);
+}
+
+// FLOPs of a causal prefill of n tokens with logits for the last token only.
+// A multiply-add counts 2, and attention counts only unmasked (query, key)
+// pairs, with QK^T and PV each 2 * head_dim per pair.
+double prefill_flops(const ModelConfig& config, int64_t n) {
+  const HeadLayout layout = config.head_layout();
+  const double pairs = 0.5 * static_cast<double>(n) * (n + 1);
+  const double attention = 4.0 * pairs * layout.head_dim * layout.n_attention_heads() * config.num_hidden_layers;
+  const double matmuls = 2.0 * static_cast<double>(n) * layer_matmul_parameters(config);
+  const double lm_head = 2.0 * static_cast<double>(config.vocab_size) * config.hidden_size;
+  return matmuls + attention + lm_head;
+}
+
+// Bytes one decode step must read: every weight matrix once (LM head
+// included), the norms, one embedding row, and the keys and values of a cache
+// holding `cache_tokens` tokens.
+double decode_bytes(const ModelConfig& config, MatmulPrecision precision, double cache_tokens, CacheType cache) {
+  const double weight_size = precision == MatmulPrecision::kBF16 ? 2.0 : 4.0;
+  const double weights = weight_size * (layer_matmul_parameters(config) +
+                                        static_cast<double>(config.vocab_size) * config.hidden_size);
+  const double norms = 4.0 * config.hidden_size * (2.0 * config.num_hidden_layers + 1.0);
+  const HeadLayout layout = config.head_layout();
+  const double cache_size = cache == CacheType::kBF16 ? 2.0 : 4.0;
+  const double kv = 2.0 * config.num_hidden_layers * layout.n_kv_heads * layout.head_dim * cache_tokens * cache_size;
+  return weights + norms + 4.0 * config.hidden_size + kv;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void measure_ropepp(Model& model, const BenchModelOptions& options, ModelResult& result) {
+  const ModelConfig& config = model.config();
+  std::vector<int32_t> tokens(static_cast<size_t>(options.prompt_tokens));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % config.vocab_size);
+  std::vector<float> logits(static_cast<size_t>(config.vocab_size));
+  KVCache cache = model.make_cache(options.prompt_tokens + options.decode_tokens + 1);
+
+  ForwardInput input;
+  input.tokens = tokens;
+  ForwardOptions forward_options;
+  forward_options.logits_start = options.prompt_tokens - 1;
+  result.prefill_seconds = bench::median_seconds(options.repeats, [&] {
+    cache.clear();
+    model.forward(input, logits.data(), forward_options, &cache);
+  });
+  result.prefill_gflops = prefill_flops(config, options.prompt_tokens) / result.prefill_seconds * 1e-9;
+
+  // Decode after the prompt. The median step time is the per-token time.
+  std::vector<double> steps;
+  int32_t token = 1;
+  for (int i = 0; i < options.decode_tokens; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    model.decode(token, cache, logits.data());
+    steps.push_back(seconds_since(start));
+    token = static_cast<int32_t>((token * 31 + 7) % config.vocab_size);
+  }
+  std::sort(steps.begin(), steps.end());
+  result.decode_seconds = steps[steps.size() / 2];
+  const double mean_cache = options.prompt_tokens + 0.5 * options.decode_tokens;
+  result.decode_bytes = decode_bytes(config, model.options().weights_precision, mean_cache, CacheType::kF32);
+}
+
+// Runs bench/torch_model.py on a checkpoint of the same weights and reads its JSON.
+void measure_torch(const Model& model, const BenchModelOptions& options, const std::filesystem::path& work_dir,
+                   ModelResult& result) {
+  const bool bf16 = model.options().weights_precision == MatmulPrecision::kBF16;
+  const std::filesystem::path checkpoint = work_dir / fmt::format("{}-{}", result.preset, result.variant);
+  if (!std::filesystem::exists(checkpoint / "config.json")) model.weights().save(checkpoint, DType::kF32);
+  const std::filesystem::path out = work_dir / "torch_result.json";
+  std::filesystem::remove(out);
+  // With Debian's default pthread OpenBLAS, torch's threads and OpenBLAS's compete
+  // for the cores, so the OpenMP build is loaded instead. The script's own
+  // output goes to stderr, keeping stdout for the table.
+  const std::string command = fmt::format(
+      "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 {} --model {} --dtype {} "
+      "--prompt-tokens {} --decode-tokens {} --repeats {} --threads {} --out {} 1>&2",
+      options.torch_script, checkpoint.string(), bf16 ? "bf16" : "f32", options.prompt_tokens, options.decode_tokens,
+      options.repeats, num_threads(), out.string());
+  spdlog::info("running {}", command);
+  if (std::system(command.c_str()) != 0 || !std::filesystem::exists(out)) {
+    spdlog::error("the PyTorch benchmark failed (command above); its columns stay empty");
+    return;
+  }
+  std::ifstream stream(out);
+  const nlohmann::json json = nlohmann::json::parse(stream);
+  result.torch_prefill_seconds = json.at("prefill_seconds").get<double>();
+  result.torch_decode_seconds = json.at("decode_seconds_per_token").get<double>();
+}
+
+std::string format_table(const std::vector<ModelResult>& results) {
+  std::string text = fmt::format("{:<6} {:<9} {:<5} {:>8} | {:>10} {:>8} {:>7} {:>8} | {:>9} {:>9} {:>7} {:>8}\n",
+                                 "model", "variant", "wts", "params", "prefill/s", "GFLOP/s", "%gemm", "vs torch",
+                                 "decode/s", "floor/s", "%floor", "vs torch");
+  for (const ModelResult& r : results) {
+    const double prefill_rate = r.prompt_tokens / r.prefill_seconds;
+    const double decode_rate = 1.0 / r.decode_seconds;
+    const std::string prefill_speedup =
+        r.torch_prefill_seconds > 0 ? fmt::format("{:.2f}x", r.torch_prefill_seconds / r.prefill_seconds) : "-";
+    const std::string decode_speedup =
+        r.torch_decode_seconds > 0 ? fmt::format("{:.2f}x", r.torch_decode_seconds / r.decode_seconds) : "-";
+    text += fmt::format("{:<6} {:<9} {:<5} {:>7.1f}M | {:>10.1f} {:>8.1f} {:>6.1f}% {:>8} | {:>9.1f} {:>9.1f} "
+                        "{:>6.1f}% {:>8}\n",
+                        r.preset, r.variant, r.weights, r.parameters / 1e6, prefill_rate, r.prefill_gflops,
+                        100.0 * r.prefill_gflops / r.gemm_ceiling_gflops, prefill_speedup, decode_rate,
+                        1.0 / r.decode_floor_seconds, 100.0 * r.decode_floor_seconds / r.decode_seconds,
+                        decode_speedup);
+  }
+  return text;
+}
+
+nlohmann::ordered_json to_json(const ModelResult& r) {
+  nlohmann::ordered_json json;
+  json["preset"] = r.preset;
+  json["variant"] = r.variant;
+  json["weights"] = r.weights;
+  json["parameters"] = r.parameters;
+  json["prompt_tokens"] = r.prompt_tokens;
+  json["prefill_seconds"] = r.prefill_seconds;
+  json["prefill_tokens_per_second"] = r.prompt_tokens / r.prefill_seconds;
+  json["prefill_gflops"] = r.prefill_gflops;
+  json["gemm_ceiling_gflops"] = r.gemm_ceiling_gflops;
+  json["prefill_fraction_of_ceiling"] = r.prefill_gflops / r.gemm_ceiling_gflops;
+  json["decode_seconds_per_token"] = r.decode_seconds;
+  json["decode_tokens_per_second"] = 1.0 / r.decode_seconds;
+  json["decode_bytes_per_token"] = r.decode_bytes;
+  json["decode_floor_seconds"] = r.decode_floor_seconds;
+  json["decode_fraction_of_floor"] = r.decode_floor_seconds / r.decode_seconds;
+  if (r.torch_prefill_seconds > 0) {
+    json["torch_prefill_seconds"] = r.torch_prefill_seconds;
+    json["torch_decode_seconds_per_token"] = r.torch_decode_seconds;
+    json["prefill_speedup_vs_torch"] = r.torch_prefill_seconds / r.prefill_seconds;
+    json["decode_speedup_vs_torch"] = r.torch_decode_seconds / r.decode_seconds;
+  }
+  return json;
+}
+
+std::string to_csv(const std::vector<ModelResult>& results) {
+  std::string text =
+      "preset,variant,weights,parameters,prompt_tokens,prefill_seconds,prefill_gflops,gemm_ceiling_gflops,"
+      "decode_seconds_per_token,decode_bytes_per_token,decode_floor_seconds,torch_prefill_seconds,"
+      "torch_decode_seconds_per_token\n";
+  for (const ModelResult& r : results) {
+    text += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n", r.preset,
+                        r.variant, r.weights, r.parameters, r.prompt_tokens, r.prefill_seconds, r.prefill_gflops,
+                        r.gemm_ceiling_gflops, r.decode_seconds, r.decode_bytes, r.decode_floor_seconds,
+                        r.torch_prefill_seconds, r.torch_decode_seconds);
+  }
+  return text;
+}
+
+int run_bench_model(BenchModelOptions options) {
+  if (options.quick) {
+    options.presets = "tiny";
+    options.prompt_tokens = 64;
+    options.decode_tokens = 8;
+    options.repeats = 1;
+  }
+  ROPEPP_CHECK(options.prompt_tokens >= 1 && options.decode_tokens >= 1 && options.repeats >= 1,
+               "--prompt-tokens, --decode-tokens and --repeats must be >= 1");
+
+  spdlog::info("measuring the machine's ceilings ({} threads)", num_threads());
+  const bench::MachineCeilings ceilings =
+      bench::measure_machine(options.quick ? bench::quick_machine_options() : bench::MachineOptions{});
+  std::fprintf(stderr, "%s\n", bench::format_machine(ceilings).c_str());
+
+  std::filesystem::path work_dir = options.work_dir;
+  if (options.torch && work_dir.empty()) {
+    work_dir = std::filesystem::temp_directory_path() / fmt::format("ropepp_bench_model_{}", ::getpid());
+  }
+  if (!work_dir.empty()) std::filesystem::create_directories(work_dir);
+
+  std::vector<ModelResult> results;
+  for (const std::string& preset : split_list(options.presets)) {
+    for (const std::string& variant_text : split_list(options.variants)) {
+      const ModelConfig config = model_preset(preset, parse_variant(variant_text));
+      // One set of random weights per preset and variant, shared by both precisions.
+      spdlog::info("{} {}: initialising {:.1f}M parameters", preset, variant_name(config.variant),
+                   config.parameter_count() / 1e6);
+      Weights weights = Weights::random(config, 1);
+      for (const std::string& weights_text : split_list(options.weights)) {
+        const MatmulPrecision precision = parse_matmul_precision(weights_text);
+        if (precision == MatmulPrecision::kBF16 && ceilings.bf16_gemm_gflops <= 0.0) {
+          spdlog::warn("skipping bf16 weights: {}", ceilings.bf16_note);
+          continue;
+        }
+        ModelOptions model_options;
+        model_options.weights_precision = precision;
+        Model model(std::move(weights), model_options);
+
+        ModelResult result;
+        result.preset = preset;
+        result.variant = variant_name(config.variant);
+        result.weights = weights_text;
+        result.parameters = config.parameter_count();
+        result.prompt_tokens = options.prompt_tokens;
+        result.gemm_ceiling_gflops =
+            precision == MatmulPrecision::kBF16 ? ceilings.bf16_gemm_gflops : ceilings.sgemm_gflops;
+        spdlog::info("{} {} {} weights: prefill {} tokens, decode {} tokens", preset, result.variant, weights_text,
+                     options.prompt_tokens, options.decode_tokens);
+        measure_ropepp(model, options, result);
+        result.decode_floor_seconds = result.decode_bytes / (ceilings.read_gbs * 1e9);
+        if (options.torch) measure_torch(model, options, work_dir, result);
+        results.push_back(result);
+
+        weights = std::move(model.mutable_weights());
+        weights.disable_bf16();
+      }
+      if (options.torch) std::filesystem::remove_all(work_dir / fmt::format("{}-{}", preset, variant_name(config.variant)));
+    }
+  }
+  if (options.torch && options.work_dir.empty()) std::filesystem::remove_all(work_dir);
+
+  std::fputs(format_table(results).c_str(), stdout);
+  if (!options.json_path.empty()) {
+    nlohmann::ordered_json json;
+    json["machine"] = bench::to_json(ceilings);
+    json["results"] = nlohmann::ordered_json::array();
+    for (const ModelResult& r : results) json["results"].push_back(to_json(r));
+    write_file_atomic(options.json_path, json.dump(2) + "\n");
+  }
+  if (!options.csv_path.empty()) write_file_atomic(options.csv_path, to_csv(results));
+  return 0;
+}
+
+}  // namespace
+
+void register_bench_model(CLI::App& app, Commands& commands) {
+  CLI::App* bench = app.get_subcommand("bench");
+  auto options = std::make_shared<BenchModelOptions>();
+  CLI::App* command = bench->add_subcommand(
+      "model", "Whole-model prefill and decode tokens/s against the GEMM ceiling and the bandwidth floor");
+  command->add_option("--presets", options->presets, "Comma-separated model presets: " + model_preset_names())
+      ->capture_default_str();
+  command->add_option("--variants", options->variants, "Comma-separated variants: rope, eh, ec")
+      ->capture_default_str();
+  command->add_option("--weights", options->weights, "Comma-separated weight precisions: f32, bf16")
+      ->capture_default_str();
+  command->add_option("--prompt-tokens", options->prompt_tokens, "Prefill length in tokens")->capture_default_str();
+  command->add_option("--decode-tokens", options->decode_tokens, "Tokens decoded after the prompt")
+      ->capture_default_str();
+  command->add_option("--repeats", options->repeats, "Timed prefills per case; the median is reported")
+      ->capture_default_str();
+  command->add_flag("--torch", options->torch,
+                    "Also time bench/torch_model.py (Debian python3-torch) on a checkpoint of the same weights");
+  command->add_option("--torch-script", options->torch_script, "Path of torch_model.py")->capture_default_str();
+  command->add_option("--work-dir", options->work_dir,
+                      "Folder for the checkpoints given to PyTorch (default: a temporary folder, removed after)");
+  command->add_option("--json", options->json_path, "Also write the results as JSON to this file");
+  command->add_option("--csv", options->csv_path, "Also write the results as CSV to this file");
+  command->add_flag("--quick", options->quick, "Smoke run: tiny preset, 64-token prompt, 8 decoded tokens");
+  commands.push_back(Command{command, [options] { return run_bench_model(*options); }});
+}
+
+}  // namespace ropepp::cli

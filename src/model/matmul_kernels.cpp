@@ -1,0 +1,316 @@
+#include "model/matmul_kernels.h"
+
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the AVX-512
+// intrinsic headers as maybe-uninitialized. It also warns that __m512 values
+// change the ABI of functions, which here are only called from AVX-512 code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <vector>
+
+#include "core/cpu.h"
+#include "kernels/simd.h"
+#include "core/error.h"
+
+namespace ropepp::kernels_detail {
+namespace {
+
+constexpr int kMaxRowsPerPass = 4;
+
+// ---- f32 GEMV ---------------------------------------------------------------
+
+template <int kRows>
+void gemv_f32_scalar_rows(const float* x, int64_t in, const float* weight, int64_t o_begin, int64_t o_end,
+                          float* y, int64_t ldy, bool accumulate) {
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const float* w = weight + o * in;
+    float sums[kRows] = {};
+    for (int64_t i = 0; i < in; ++i) {
+      for (int r = 0; r < kRows; ++r) sums[r] += x[r * in + i] * w[i];
+    }
+    for (int r = 0; r < kRows; ++r) y[r * ldy + o] = accumulate ? y[r * ldy + o] + sums[r] : sums[r];
+  }
+}
+
+// Output rows o_begin..o_end in pairs: two weight rows streamed at once give
+// two independent FMA chains per row of x and two prefetch streams.
+template <int kRows, int kOut>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) inline void gemv_f32_avx512_block(
+    const float* x, int64_t in, const float* weight, int64_t o, float* y, int64_t ldy, bool accumulate) {
+  const int64_t tail = in % 16;
+  const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1u);
+  __m512 acc[kOut][kRows];
+  for (int j = 0; j < kOut; ++j) {
+    for (int r = 0; r < kRows; ++r) acc[j][r] = _mm512_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 16 <= in; i += 16) {
+    for (int j = 0; j < kOut; ++j) {
+      const __m512 wv = _mm512_loadu_ps(weight + (o + j) * in + i);
+      for (int r = 0; r < kRows; ++r) acc[j][r] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + r * in + i), acc[j][r]);
+    }
+  }
+  if (tail != 0) {
+    for (int j = 0; j < kOut; ++j) {
+      const __m512 wv = _mm512_maskz_loadu_ps(tail_mask, weight + (o + j) * in + i);
+      for (int r = 0; r < kRows; ++r) {
+        acc[j][r] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail_mask, x + r * in + i), acc[j][r]);
+      }
+    }
+  }
+  for (int j = 0; j < kOut; ++j) {
+    for (int r = 0; r < kRows; ++r) {
+      const float sum = _mm512_reduce_add_ps(acc[j][r]);
+      float& out = y[r * ldy + o + j];
+      out = accumulate ? out + sum : sum;
+    }
+  }
+}
+
+template <int kRows>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void gemv_f32_avx512_rows(
+    const float* x, int64_t in, const float* weight, int64_t o_begin, int64_t o_end, float* y, int64_t ldy,
+    bool accumulate) {
+  int64_t o = o_begin;
+  for (; o + 2 <= o_end; o += 2) gemv_f32_avx512_block<kRows, 2>(x, in, weight, o, y, ldy, accumulate);
+  if (o < o_end) gemv_f32_avx512_block<kRows, 1>(x, in, weight, o, y, ldy, accumulate);
+}
+
+// ---- bf16 GEMV --------------------------------------------------------------
+
+// x_bf16 contains the rows of x rounded to bf16, x_stride elements apart.
+template <int kRows>
+void gemv_bf16_scalar_rows(const bf16_t* x_bf16, int64_t x_stride, int64_t in, const bf16_t* weight,
+                           int64_t o_begin, int64_t o_end, float* y, int64_t ldy, bool accumulate) {
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const bf16_t* w = weight + o * in;
+    float sums[kRows] = {};
+    for (int64_t i = 0; i < in; ++i) {
+      const float wi = bf16_to_float(w[i]);
+      for (int r = 0; r < kRows; ++r) sums[r] += bf16_to_float(x_bf16[r * x_stride + i]) * wi;
+    }
+    for (int r = 0; r < kRows; ++r) y[r * ldy + o] = accumulate ? y[r * ldy + o] + sums[r] : sums[r];
+  }
+}
+
+// Native bf16 dot products: each _mm512_dpbf16_ps multiplies 32 bf16 pairs
+// and accumulates into 16 f32 lanes. Output rows go in pairs as in the f32 GEMV.
+template <int kRows, int kOut>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) inline void gemv_bf16_avx512_block(
+    const bf16_t* x_bf16, int64_t x_stride, int64_t in, const bf16_t* weight, int64_t o, float* y, int64_t ldy,
+    bool accumulate) {
+  const int64_t tail = in % 32;
+  const __mmask32 tail_mask = static_cast<__mmask32>((tail == 0) ? 0u : ((1ull << tail) - 1ull));
+  __m512 acc[kOut][kRows];
+  for (int j = 0; j < kOut; ++j) {
+    for (int r = 0; r < kRows; ++r) acc[j][r] = _mm512_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 32 <= in; i += 32) {
+    for (int j = 0; j < kOut; ++j) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(weight + (o + j) * in + i);
+      for (int r = 0; r < kRows; ++r) {
+        const __m512bh xv = (__m512bh)_mm512_loadu_si512(x_bf16 + r * x_stride + i);
+        acc[j][r] = _mm512_dpbf16_ps(acc[j][r], wv, xv);
+      }
+    }
+  }
+  if (tail != 0) {
+    for (int j = 0; j < kOut; ++j) {
+      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(tail_mask, weight + (o + j) * in + i);
+      for (int r = 0; r < kRows; ++r) {
+        const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(tail_mask, x_bf16 + r * x_stride + i);
+        acc[j][r] = _mm512_dpbf16_ps(acc[j][r], wv, xv);
+      }
+    }
+  }
+  for (int j = 0; j < kOut; ++j) {
+    for (int r = 0; r < kRows; ++r) {
+      const float sum = _mm512_reduce_add_ps(acc[j][r]);
+      float& out = y[r * ldy + o + j];
+      out = accumulate ? out + sum : sum;
+    }
+  }
+}
+
+template <int kRows>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) void gemv_bf16_avx512_rows(
+    const bf16_t* x_bf16, int64_t x_stride, int64_t in, const bf16_t* weight, int64_t o_begin, int64_t o_end,
+    float* y, int64_t ldy, bool accumulate) {
+  int64_t o = o_begin;
+  for (; o + 2 <= o_end; o += 2) gemv_bf16_avx512_block<kRows, 2>(x_bf16, x_stride, in, weight, o, y, ldy, accumulate);
+  if (o < o_end) gemv_bf16_avx512_block<kRows, 1>(x_bf16, x_stride, in, weight, o, y, ldy, accumulate);
+}
+
+// AVX-512 without bf16 dot products: widen bf16 to f32 by a 16-bit shift.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) inline __m512 widen(__m256i half) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+}
+
+template <int kRows>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void gemv_bf16_widen_avx512_rows(
+    const bf16_t* x_bf16, int64_t x_stride, int64_t in, const bf16_t* weight, int64_t o_begin, int64_t o_end,
+    float* y, int64_t ldy, bool accumulate) {
+  const int64_t tail = in % 16;
+  const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1u);
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const bf16_t* w = weight + o * in;
+    __m512 acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= in; i += 16) {
+      const __m512 wv = widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)));
+      for (int r = 0; r < kRows; ++r) {
+        const __m512 xv = widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x_bf16 + r * x_stride + i)));
+        acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+      }
+    }
+    if (tail != 0) {
+      const __m512 wv = widen(_mm256_maskz_loadu_epi16(tail_mask, w + i));
+      for (int r = 0; r < kRows; ++r) {
+        const __m512 xv = widen(_mm256_maskz_loadu_epi16(tail_mask, x_bf16 + r * x_stride + i));
+        acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const float sum = _mm512_reduce_add_ps(acc[r]);
+      y[r * ldy + o] = accumulate ? y[r * ldy + o] + sum : sum;
+    }
+  }
+}
+
+// Splits the output rows evenly over the threads and runs kernel(o_begin,
+// o_end) on each share.
+template <typename Kernel>
+void for_output_blocks(int64_t out, int64_t in, const Kernel& kernel) {
+  // Matrices below 1 MiB of f32 stay on one thread: they stream from cache in
+  // microseconds, less than waking and joining a thread team.
+  const bool parallel = !omp_in_parallel() && out * in >= (1 << 18);
+  if (!parallel) {
+    kernel(int64_t{0}, out);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t thread = omp_get_thread_num();
+    const int64_t begin = out * thread / threads;
+    const int64_t end = out * (thread + 1) / threads;
+    if (begin < end) kernel(begin, end);
+  }
+}
+
+template <template <int> class Dispatch, typename... Args>
+void call_rows(int rows, Args&&... args) {
+  switch (rows) {
+    case 1: Dispatch<1>::run(args...); break;
+    case 2: Dispatch<2>::run(args...); break;
+    case 3: Dispatch<3>::run(args...); break;
+    default: Dispatch<4>::run(args...); break;
+  }
+}
+
+template <int kRows>
+struct GemvF32 {
+  static void run(bool avx512, const float* x, int64_t in, const float* weight, int64_t o_begin, int64_t o_end,
+                  float* y, int64_t ldy, bool accumulate) {
+    if (avx512) {
+      gemv_f32_avx512_rows<kRows>(x, in, weight, o_begin, o_end, y, ldy, accumulate);
+    } else {
+      gemv_f32_scalar_rows<kRows>(x, in, weight, o_begin, o_end, y, ldy, accumulate);
+    }
+  }
+};
+
+enum class Bf16Path { kNative, kWidenAvx512, kScalar };
+
+template <int kRows>
+struct GemvBf16 {
+  static void run(Bf16Path path, const bf16_t* x, int64_t x_stride, int64_t in, const bf16_t* weight,
+                  int64_t o_begin, int64_t o_end, float* y, int64_t ldy, bool accumulate) {
+    switch (path) {
+      case Bf16Path::kNative:
+        gemv_bf16_avx512_rows<kRows>(x, x_stride, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
+      case Bf16Path::kWidenAvx512:
+        gemv_bf16_widen_avx512_rows<kRows>(x, x_stride, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
+      case Bf16Path::kScalar:
+        gemv_bf16_scalar_rows<kRows>(x, x_stride, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
+    }
+  }
+};
+
+}  // namespace
+
+void gemv_f32(const float* x, int64_t n_rows, int64_t in, const float* weight, int64_t out, float* y,
+              bool accumulate) {
+  const bool avx512 = active_simd_target() == SimdTarget::kAvx512;
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kMaxRowsPerPass) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMaxRowsPerPass, n_rows - r0));
+    for_output_blocks(out, in, [&](int64_t begin, int64_t end) {
+      call_rows<GemvF32>(rows, avx512, x + r0 * in, in, weight, begin, end, y + r0 * out, out, accumulate);
+    });
+  }
+}
+
+void gemv_bf16(const float* x, int64_t n_rows, int64_t in, const bf16_t* weight, int64_t out, float* y,
+               bool accumulate) {
+  const bool avx512 = active_simd_target() == SimdTarget::kAvx512;
+  const Bf16Path path = avx512 && cpu_features().avx512_bf16 ? Bf16Path::kNative
+                        : avx512                             ? Bf16Path::kWidenAvx512
+                                                             : Bf16Path::kScalar;
+  // Decode calls this once per matrix per token: the scratch grows once and is reused.
+  thread_local std::vector<bf16_t> x_bf16;
+  if (static_cast<int64_t>(x_bf16.size()) < n_rows * in) x_bf16.resize(n_rows * in);
+  for (int64_t i = 0; i < n_rows * in; ++i) x_bf16[i] = float_to_bf16(x[i]);
+
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kMaxRowsPerPass) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMaxRowsPerPass, n_rows - r0));
+    const bf16_t* x_rows = x_bf16.data() + r0 * in;
+    for_output_blocks(out, in, [&](int64_t begin, int64_t end) {
+      call_rows<GemvBf16>(rows, path, x_rows, in, in, weight, begin, end, y + r0 * out, out, accumulate);
+    });
+  }
+}
+
+bool onednn_bf16_available() {
+  return active_simd_target() == SimdTarget::kAvx512 && cpu_features().avx512_bf16;
+}
+
+void matmul_bf16_onednn(int64_t m, int64_t n, int64_t k, const bf16_t* a, int64_t a_row_stride,
+                        int64_t a_col_stride, const bf16_t* b, int64_t b_row_stride, int64_t b_col_stride,
+                        float alpha, float beta, float* c, int64_t ldc) {
+  using dnnl::memory;
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  thread_local dnnl::stream stream(engine);
+
+  const memory::desc a_desc({m, k}, memory::data_type::bf16, memory::dims{a_row_stride, a_col_stride});
+  const memory::desc b_desc({k, n}, memory::data_type::bf16, memory::dims{b_row_stride, b_col_stride});
+  const memory::desc c_desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
+
+  dnnl::primitive_attr attributes;
+  if (alpha != 1.0f) attributes.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops post_ops;
+    post_ops.append_sum(beta);
+    attributes.set_post_ops(post_ops);
+  }
+  // oneDNN keeps a cache of created primitives, so repeated shapes are cheap.
+  const dnnl::matmul::primitive_desc descriptor(dnnl::matmul::desc(a_desc, b_desc, c_desc), attributes, engine);
+  const dnnl::matmul matmul(descriptor);
+
+  memory a_memory(a_desc, engine, const_cast<bf16_t*>(a));
+  memory b_memory(b_desc, engine, const_cast<bf16_t*>(b));
+  memory c_memory(c_desc, engine, c);
+  matmul.execute(stream, {{DNNL_ARG_SRC, a_memory}, {DNNL_ARG_WEIGHTS, b_memory}, {DNNL_ARG_DST, c_memory}});
+  stream.wait();
+}
+
+}  // namespace ropepp::kernels_detail
