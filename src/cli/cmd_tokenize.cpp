@@ -1,6 +1,7 @@
 // `ropepp tokenize`: token ids of a JSON array of strings, as JSON on stdout.
 // Other tools rely on this form; keep the options and the output as they are.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -8,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "io/json_file.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ropepp::cli {
@@ -27,6 +29,9 @@ std::vector<std::string> read_strings(const std::string& path) {
   if (path == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   } else {
+    std::error_code ignored;  // an unreadable path fails below, with the message for a missing file
+    ROPEPP_CHECK(!std::filesystem::is_directory(path, ignored),
+                 "{}: is a folder; expected the file given by --input-json", source_name);
     std::ifstream in(path, std::ios::binary);
     ROPEPP_CHECK(in.good(), "{}: cannot open the file given by --input-json", source_name);
     text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -36,7 +41,8 @@ std::vector<std::string> read_strings(const std::string& path) {
   try {
     strings = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& error) {
-    fail("{}: invalid JSON: {}", source_name, error.what());
+    // The message may quote the input's bytes, which need not be valid UTF-8.
+    fail("{}: invalid JSON: {}", source_name, printable_parse_error(error));
   }
   ROPEPP_CHECK(strings.is_array(), "{}: expected a JSON array of strings, found a JSON {}", source_name, strings.type_name());
   std::vector<std::string> result;

@@ -55,7 +55,8 @@ void write_file_atomic(const fs::path& path, const std::function<void(std::FILE*
   std::error_code error;
   fs::rename(temporary, path, error);
   if (error) {
-    fs::remove(temporary, error);
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
     fail("cannot rename {} to {}: {}", temporary.string(), path.string(), error.message());
   }
   sync_directory(path.parent_path());

@@ -41,6 +41,16 @@ std::string model_description(const ModelConfig& config) {
                      config.num_key_value_heads, config.head_dim);
 }
 
+// Returns whether `path` exists. A path that cannot be inspected (a symbolic
+// link loop, a name too long) raises ropepp::Error instead of
+// std::filesystem::filesystem_error.
+bool path_exists(const fs::path& path) {
+  std::error_code error;
+  const bool found = fs::exists(path, error);
+  if (error) fail("{}: cannot access the file: {}", path.string(), error.message());
+  return found;
+}
+
 // Old Hugging Face Llama checkpoints store the rotary frequencies as a buffer.
 // The transformers library ignores them on load, and so does ropepp.
 bool is_ignored_buffer(const std::string& name) {
@@ -188,18 +198,20 @@ std::map<std::string, std::vector<int64_t>> expected_tensor_shapes(const ModelCo
 }
 
 Checkpoint::Checkpoint(const fs::path& directory) : directory_(directory) {
-  if (!fs::is_directory(directory)) {
+  std::error_code ignored;  // a folder that cannot be inspected is reported as not found
+  if (!fs::is_directory(directory, ignored)) {
     fail("checkpoint folder {} not found: expected a folder with config.json and model.safetensors", directory.string());
   }
-  config_ = read_model_config(directory / "config.json");
+  // The folder form, so that a folder named config.json is reported as such.
+  config_ = read_model_config(directory);
 
   const fs::path single = directory / kSingleFile;
   const fs::path index_path = directory / kIndexFile;
-  if (fs::exists(single)) {
+  if (path_exists(single)) {
     // Hugging Face loads model.safetensors first when both forms are present.
     files_.push_back(std::make_unique<SafetensorsFile>(single));
     for (const auto& [name, view] : files_.front()->tensors()) tensors_[name] = &view;
-  } else if (fs::exists(index_path)) {
+  } else if (path_exists(index_path)) {
     const std::string index_name = index_path.string();
     const json index = read_json_file(index_path);
     if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object()) {
@@ -222,7 +234,7 @@ Checkpoint::Checkpoint(const fs::path& directory) : directory_(directory) {
       }
       if (shards.count(file_name) == 0) {
         const fs::path shard_path = directory / relative;
-        if (!fs::exists(shard_path)) {
+        if (!path_exists(shard_path)) {
           fail("{}: shard {} (listed for tensor {}) is missing from {}: copy the complete checkpoint", index_name,
                file_name, tensor, directory.string());
         }

@@ -17,6 +17,8 @@ std::string printable_parse_error(const nlohmann::json::exception& error) {
 }
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
+  std::error_code ignored;  // an unreadable path fails below as "not readable"
+  if (std::filesystem::is_directory(path, ignored)) fail("{}: is a folder; expected a JSON file", path.string());
   std::ifstream stream(path, std::ios::binary);
   if (!stream) fail("{}: not found or not readable", path.string());
   std::ostringstream buffer;

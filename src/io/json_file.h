@@ -10,7 +10,8 @@
 namespace ropepp {
 
 // Reads and parses a JSON file. Throws ropepp::Error naming the file when it
-// is missing or unreadable, or with the byte position when the JSON is invalid.
+// is missing, unreadable or a folder, or with the byte position when the JSON
+// is invalid.
 nlohmann::json read_json_file(const std::filesystem::path& path);
 
 // The message of a JSON parse error with bytes outside printable ASCII

@@ -506,8 +506,11 @@ nlohmann::ordered_json model_config_to_json(const ModelConfig& config) {
 
 ModelConfig read_model_config(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
-  const fs::path file = fs::is_directory(path) ? path / "config.json" : path;
-  if (!fs::exists(file)) {
+  std::error_code error;
+  const fs::path file = fs::is_directory(path, error) ? path / "config.json" : path;
+  const bool found = fs::exists(file, error);
+  if (error) fail("{}: cannot access the file: {}", file.string(), error.message());
+  if (!found) {
     fail("{}: config.json not found: a checkpoint folder needs the model's config.json", file.string());
   }
   const json root = read_json_file(file);

@@ -11,13 +11,14 @@ KVCache::KVCache(int n_layers, int n_kv_heads, int head_dim, int64_t capacity, C
   ROPEPP_CHECK(n_layers > 0 && n_kv_heads > 0 && head_dim > 0 && capacity > 0,
                "invalid KV cache shape: {} layers, {} key/value heads, head_dim {}, capacity {}", n_layers,
                n_kv_heads, head_dim, capacity);
-  // An overflowing element count would allocate a short buffer that write() then overruns.
+  // An overflowing element count would allocate a short buffer that write() then
+  // overruns. The bound of INT64_MAX / 8 keeps bytes() (keys and values, 4 bytes each) exact.
   size_t elements = 0;
   const bool overflow =
       __builtin_mul_overflow(static_cast<size_t>(n_layers) * static_cast<size_t>(n_kv_heads),
                              static_cast<size_t>(capacity), &elements) ||
       __builtin_mul_overflow(elements, static_cast<size_t>(head_dim), &elements) ||
-      elements > static_cast<size_t>(INT64_MAX) / 4;
+      elements > static_cast<size_t>(INT64_MAX) / 8;
   ROPEPP_CHECK(!overflow,
                "KV cache of {} layers x {} key/value heads x {} tokens x head_dim {} is too large to address: "
                "lower the context size",

@@ -146,6 +146,8 @@ void assign_bos_eos(BpeTokenizerParts& parts, const std::filesystem::path& folde
     } catch (const nlohmann::json::exception& error) {
       fail("{}: invalid JSON: {}", config_path.string(), error.what());
     }
+    ROPEPP_CHECK(config.is_object(), "{}: expected a JSON object with fields such as bos_token, found a JSON {}",
+                 config_path.string(), config.type_name());
     for (const auto& [field, target] : {std::pair{"bos_token", &parts.bos}, std::pair{"eos_token", &parts.eos}}) {
       const std::optional<std::string> text = config_token_text(config, field, config_path);
       if (!text) continue;

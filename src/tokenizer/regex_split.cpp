@@ -30,14 +30,17 @@ struct JitStackDeleter {
 struct RegexSplitter::Impl {
   pcre2_code* code = nullptr;
   bool jit = false;
+  std::string source;  // names the pattern in matching errors
 };
 
 RegexSplitter::RegexSplitter(std::string_view pattern, bool literal, const std::string& source)
     : impl_(std::make_unique<Impl>()) {
+  impl_->source = source;
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  uint32_t options = PCRE2_UTF | PCRE2_UCP;
-  if (literal) options |= PCRE2_LITERAL;
+  // PCRE2 rejects PCRE2_UCP together with PCRE2_LITERAL, and a literal needs no
+  // Unicode character classes anyway.
+  const uint32_t options = literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error_code,
                               &error_offset, nullptr);
   if (impl_->code == nullptr) {
@@ -73,7 +76,10 @@ void RegexSplitter::split(std::string_view text, const std::function<void(std::s
       rc = pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, match_data.get(), context.get());
     }
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    ROPEPP_CHECK(rc >= 0, "pre-tokenizer: PCRE2 matching failed at byte {}: {}", pos, pcre2_message(rc));
+    ROPEPP_CHECK(rc >= 0,
+                 "{}: PCRE2 matching failed at byte {} of a {}-byte text: {} (simplify the pre-tokenizer regex, "
+                 "e.g. remove nested repetition such as (a+)+)",
+                 impl_->source, pos, text.size(), pcre2_message(rc));
 
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match_data.get());
     const size_t start = ovector[0];

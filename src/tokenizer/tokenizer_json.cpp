@@ -67,6 +67,31 @@ class TokenizerJsonReader {
     return value;
   }
 
+  // Returns object[key] as a bool, or `fallback` when the key is absent or null.
+  bool optional_bool(const json& object, const char* key, bool fallback, const std::string& name) {
+    if (!object.contains(key) || object[key].is_null()) return fallback;
+    const json& value = object[key];
+    ROPEPP_CHECK(value.is_boolean(), "{}: field {} is {}; expected true or false", file_, name, value.dump());
+    return value.get<bool>();
+  }
+
+  // Returns object[key] as a string, or `fallback` when the key is absent or null.
+  std::string optional_string(const json& object, const char* key, const std::string& fallback,
+                              const std::string& name) {
+    if (!object.contains(key) || object[key].is_null()) return fallback;
+    const json& value = object[key];
+    ROPEPP_CHECK(value.is_string(), "{}: field {} is {}; expected a string", file_, name,
+                 value.dump().substr(0, 200));
+    return value.get<std::string>();
+  }
+
+  // Returns the "type" of a pipeline step such as the decoder, checking that the step is an object.
+  std::string step_type(const json& step, const std::string& name) {
+    ROPEPP_CHECK(step.is_object(), "{}: {} is {}; expected an object with a \"type\"", file_, name,
+                 step.dump().substr(0, 200));
+    return optional_string(step, "type", "?", name + ".type");
+  }
+
   void check_version() {
     ROPEPP_CHECK(root_.contains("version"), "{}: field version is missing; expected \"1.0\" (a Hugging Face "
                  "tokenizer.json)", file_);
@@ -78,12 +103,12 @@ class TokenizerJsonReader {
     if (!root_.contains("normalizer") || root_["normalizer"].is_null()) return;
     fail("{}: normalizer {} is not supported; ropepp reads byte-level BPE tokenizers without a normalizer "
          "(Llama-3, GPT-2)",
-         file_, root_["normalizer"].value("type", std::string("?")));
+         file_, step_type(root_["normalizer"], "normalizer"));
   }
 
   void read_model(BpeFileContents& contents) {
     const json& model = field(root_, "model", json::value_t::object, "model");
-    const std::string type = model.value("type", std::string("BPE"));
+    const std::string type = optional_string(model, "type", "BPE", "model.type");
     ROPEPP_CHECK(type == "BPE", "{}: model.type is \"{}\"; ropepp reads BPE models only", file_, type);
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       const bool unset = !model.contains(key) || model[key].is_null() || model[key] == "";
@@ -93,9 +118,9 @@ class TokenizerJsonReader {
     const bool no_dropout = !model.contains("dropout") || model["dropout"].is_null() || model["dropout"] == 0;
     ROPEPP_CHECK(no_dropout, "{}: model.dropout is {}; BPE dropout is for training and not supported", file_,
                  model["dropout"].dump());
-    ROPEPP_CHECK(!model.value("byte_fallback", false),
+    ROPEPP_CHECK(!optional_bool(model, "byte_fallback", false, "model.byte_fallback"),
                  "{}: model.byte_fallback is true; that is SentencePiece-style BPE, not byte-level BPE", file_);
-    contents.ignore_merges = model.value("ignore_merges", false);
+    contents.ignore_merges = optional_bool(model, "ignore_merges", false, "model.ignore_merges");
 
     contents.vocab_source = file_ + ": model.vocab";
     const json& vocab = field(model, "vocab", json::value_t::object, "model.vocab");
@@ -145,10 +170,10 @@ class TokenizerJsonReader {
       token.id = static_cast<TokenId>(id.get<int64_t>());
       token.content = field(entry, "content", json::value_t::string, name + ".content").get<std::string>();
       ROPEPP_CHECK(!token.content.empty(), "{}: {}.content is empty", file_, name);
-      token.special = entry.value("special", false);
-      token.lstrip = entry.value("lstrip", false);
-      token.rstrip = entry.value("rstrip", false);
-      ROPEPP_CHECK(!entry.value("single_word", false),
+      token.special = optional_bool(entry, "special", false, name + ".special");
+      token.lstrip = optional_bool(entry, "lstrip", false, name + ".lstrip");
+      token.rstrip = optional_bool(entry, "rstrip", false, name + ".rstrip");
+      ROPEPP_CHECK(!optional_bool(entry, "single_word", false, name + ".single_word"),
                    "{}: {}.single_word is true for {}; added tokens matched only as whole words are not supported",
                    file_, name, json(token.content).dump());
       contents.added_tokens.push_back(std::move(token));
@@ -159,7 +184,7 @@ class TokenizerJsonReader {
     if (step.is_null()) return;
     ROPEPP_CHECK(step.is_object() && step.contains("type"), "{}: {} is {}; expected an object with a \"type\"",
                  file_, name, step.dump().substr(0, 200));
-    const std::string type = step["type"].get<std::string>();
+    const std::string type = optional_string(step, "type", "?", name + ".type");
     if (type == "Sequence") {
       const json& steps = field(step, "pretokenizers", json::value_t::array, name + ".pretokenizers");
       for (size_t i = 0; i < steps.size(); ++i) {
@@ -167,8 +192,8 @@ class TokenizerJsonReader {
       }
     } else if (type == "ByteLevel") {
       byte_level = true;
-      parts.add_prefix_space = step.value("add_prefix_space", false);
-      if (step.value("use_regex", true)) {
+      parts.add_prefix_space = optional_bool(step, "add_prefix_space", false, name + ".add_prefix_space");
+      if (optional_bool(step, "use_regex", true, name + ".use_regex")) {
         parts.splitters.push_back(std::make_unique<RegexSplitter>(kGpt2Pattern, false, file_ + ": " + name));
       }
     } else if (type == "Split") {
@@ -179,10 +204,11 @@ class TokenizerJsonReader {
   }
 
   void read_split(const json& step, const std::string& name, BpeTokenizerParts& parts) {
-    const std::string behavior = step.value("behavior", std::string("?"));
+    const std::string behavior = optional_string(step, "behavior", "?", name + ".behavior");
     ROPEPP_CHECK(behavior == "Isolated", "{}: {}.behavior is \"{}\"; only \"Isolated\" is supported", file_, name,
                  behavior);
-    ROPEPP_CHECK(!step.value("invert", false), "{}: {}.invert is true; only false is supported", file_, name);
+    ROPEPP_CHECK(!optional_bool(step, "invert", false, name + ".invert"),
+                 "{}: {}.invert is true; only false is supported", file_, name);
     const json& pattern = field(step, "pattern", json::value_t::object, name + ".pattern");
     const bool is_regex = pattern.contains("Regex") && pattern["Regex"].is_string();
     const bool is_string = pattern.contains("String") && pattern["String"].is_string();
@@ -194,14 +220,14 @@ class TokenizerJsonReader {
 
   void check_decoder() {
     if (!root_.contains("decoder") || root_["decoder"].is_null()) return;
-    const std::string type = root_["decoder"].value("type", std::string("?"));
+    const std::string type = step_type(root_["decoder"], "decoder");
     ROPEPP_CHECK(type == "ByteLevel", "{}: decoder has type \"{}\"; expected ByteLevel for byte-level BPE", file_,
                  type);
   }
 
   void check_post_processor(const json& step, const std::string& name) {
     if (step.is_null()) return;
-    const std::string type = step.value("type", std::string("?"));
+    const std::string type = step_type(step, name);
     if (type == "Sequence" && step.contains("processors") && step["processors"].is_array()) {
       for (size_t i = 0; i < step["processors"].size(); ++i) {
         check_post_processor(step["processors"][i], fmt::format("{}.processors[{}]", name, i));

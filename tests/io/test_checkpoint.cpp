@@ -239,6 +239,31 @@ TEST_F(BrokenCheckpointTest, NoWeightsOrConfig) {
   expect_error([&] { (void)Checkpoint(directory_).tensor("x"); }, {"model.safetensors"});
 }
 
+TEST_F(BrokenCheckpointTest, FoldersInPlaceOfFiles) {
+  write(config_, weights_);
+  fs::remove(directory_ / "config.json");
+  fs::create_directory(directory_ / "config.json");
+  expect_rejected({(directory_ / "config.json").string(), "is a folder"});
+
+  fs::remove(directory_ / "config.json");
+  write_model_config(directory_ / "config.json", config_);
+  fs::remove(directory_ / "model.safetensors");
+  fs::create_directory(directory_ / "model.safetensors.index.json");
+  expect_rejected({"model.safetensors.index.json", "is a folder"});
+}
+
+TEST_F(BrokenCheckpointTest, SymlinkLoopsRaiseRopeppError) {
+  // std::filesystem reports a loop as filesystem_error; callers expect ropepp::Error.
+  write(config_, weights_);
+  fs::remove(directory_ / "model.safetensors");
+  fs::create_symlink("model.safetensors", directory_ / "model.safetensors");
+  expect_rejected({(directory_ / "model.safetensors").string(), "cannot access"});
+
+  fs::remove(directory_ / "config.json");
+  fs::create_symlink("config.json", directory_ / "config.json");
+  expect_rejected({(directory_ / "config.json").string(), "cannot access"});
+}
+
 TEST_F(BrokenCheckpointTest, MissingTensorLookupNamesIt) {
   write(config_, weights_);
   const Checkpoint checkpoint(directory_);

@@ -187,6 +187,86 @@ TEST_F(LoaderTest, RejectsInvalidRegexAndJson) {
   expect_error(path.string(), {path.string(), "invalid JSON"});
 }
 
+TEST_F(LoaderTest, SplitStringPatternLoads) {
+  // A literal Split pattern once failed to compile: PCRE2 rejects PCRE2_UCP with PCRE2_LITERAL.
+  json tokenizer = small_tokenizer_json();
+  tokenizer["pre_tokenizer"] = {{"type", "Sequence"},
+                                {"pretokenizers",
+                                 {{{"type", "Split"}, {"pattern", {{"String", "b"}}}, {"behavior", "Isolated"}},
+                                  {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+  write("tokenizer.json", tokenizer.dump());
+  const auto loaded = load_tokenizer(dir_.string());
+  // "b" is isolated, so the merges "a b" and "ab c" cannot apply across it.
+  EXPECT_EQ(loaded->encode("abc"), (std::vector<TokenId>{'a', 'b', 'c'}));
+  EXPECT_EQ(loaded->encode("ac"), (std::vector<TokenId>{'a', 'c'}));
+}
+
+TEST_F(LoaderTest, RejectsWrongFieldTypes) {
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](json& t) { t["added_tokens"][0]["special"] = "yes"; }, "added_tokens[0].special"},
+      {[](json& t) { t["added_tokens"][1]["lstrip"] = 1; }, "added_tokens[1].lstrip"},
+      {[](json& t) { t["model"]["ignore_merges"] = "no"; }, "model.ignore_merges"},
+      {[](json& t) { t["model"]["byte_fallback"] = 0; }, "model.byte_fallback"},
+      {[](json& t) { t["model"]["type"] = 1; }, "model.type"},
+      {[](json& t) { t["pre_tokenizer"]["type"] = 5; }, "pre_tokenizer.type"},
+      {[](json& t) { t["pre_tokenizer"]["use_regex"] = "true"; }, "pre_tokenizer.use_regex"},
+      {[](json& t) { t["decoder"] = "ByteLevel"; }, "decoder"},
+      {[](json& t) { t["post_processor"] = 3; }, "post_processor"},
+      {[](json& t) { t["normalizer"] = "NFC"; }, "normalizer"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field);
+    expect_json_error(c.edit, {c.field});
+  }
+}
+
+TEST_F(LoaderTest, RejectsNonObjectTokenizerConfig) {
+  write("tokenizer.json", small_tokenizer_json().dump());
+  write("tokenizer_config.json", R"("<|begin_of_text|>")");
+  expect_error(dir_.string(), {"tokenizer_config.json", "expected a JSON object", "string"});
+}
+
+TEST_F(LoaderTest, RegexMatchLimitNamesPattern) {
+  json tokenizer = small_tokenizer_json();
+  tokenizer["pre_tokenizer"] = {{"type", "Sequence"},
+                                {"pretokenizers",
+                                 {{{"type", "Split"}, {"pattern", {{"Regex", "(a+)+$"}}}, {"behavior", "Isolated"}},
+                                  {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+  const fs::path path = write("tokenizer.json", tokenizer.dump());
+  const auto loaded = load_tokenizer(path.string());
+  try {
+    (void)loaded->encode(std::string(40, 'a') + "b");
+    ADD_FAILURE() << "catastrophic backtracking did not hit PCRE2's match limit";
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("pre_tokenizer.pretokenizers[0].pattern"), std::string::npos) << message;
+    EXPECT_NE(message.find(path.string()), std::string::npos) << message;
+    EXPECT_NE(message.find("match limit"), std::string::npos) << message;
+  }
+}
+
+TEST_F(LoaderTest, ManyAddedTokensMatchLongestFirst) {
+  // 50,000 added tokens share the first byte '<'. Loading took O(n^2 log n)
+  // time when every add() sorted the candidates of a byte (30,000 took 3.4 s).
+  json tokenizer = small_tokenizer_json();
+  const int n_added = 50000;
+  for (int i = 0; i < n_added; ++i) {
+    tokenizer["added_tokens"].push_back({{"id", 260 + i}, {"content", "<t" + std::to_string(i) + ">"}});
+  }
+  // Longer contents added after shorter ones with the same prefix must still win.
+  tokenizer["added_tokens"].push_back({{"id", 260 + n_added}, {"content", "<t1"}});
+  tokenizer["added_tokens"].push_back({{"id", 261 + n_added}, {"content", "<t1>>"}});
+  write("tokenizer.json", tokenizer.dump());
+  const auto loaded = load_tokenizer(dir_.string());
+  EXPECT_EQ(loaded->vocab_size(), 262 + n_added);
+  EXPECT_EQ(loaded->encode("<t1>><t1>x<t49999><t1"),
+            (std::vector<TokenId>{261 + n_added, 261, 'x', 260 + 49999, 260 + n_added}));
+}
+
 TEST_F(LoaderTest, RejectsMissingPaths) {
   expect_error((dir_ / "absent.json").string(), {"absent.json", "not found"});
   expect_error(dir_.string(), {dir_.string(), "neither tokenizer.json nor vocab.json + merges.txt"});
