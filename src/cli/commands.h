@@ -20,5 +20,17 @@ void register_all(CLI::App& app, Commands& commands);
 
 // One line per subcommand file.
 void register_bench(CLI::App& app, Commands& commands);
+void register_init(CLI::App& app, Commands& commands);
+void register_logits(CLI::App& app, Commands& commands);
+void register_generate(CLI::App& app, Commands& commands);
+void register_bench_model(CLI::App& app, Commands& commands);  // after register_bench
+void register_tokenize(CLI::App& app, Commands& commands);
+void register_eval(CLI::App& app, Commands& commands);
+void register_study(CLI::App& app, Commands& commands);
+void register_bench_tokenizer(CLI::App& app, Commands& commands);
+void register_train(CLI::App& app, Commands& commands);
+void register_data(CLI::App& app, Commands& commands);
+void register_bench_train(CLI::App& app, Commands& commands);  // after register_bench
+void register_serve(CLI::App& app, Commands& commands);
 
 }  // namespace ropepp::cli
