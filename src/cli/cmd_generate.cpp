@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -13,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "model/generation.h"
 #include "model/model.h"
 #include "model/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -37,49 +37,38 @@ struct GenerateOptions {
   std::string json_path;
 };
 
-struct GenerateStats {
-  int64_t prompt_tokens = 0;
-  int64_t generated_tokens = 0;
-  double prefill_seconds = 0.0;
-  double first_token_seconds = 0.0;  // prefill plus sampling the first new token
-  double decode_seconds = 0.0;       // every later token
-  std::string stop_reason;
-};
-
-double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-void report(const GenerateStats& stats, const std::string& json_path) {
+void report(const GenerationResult& stats, const std::string& json_path) {
   const double prefill_rate = stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0;
-  const int64_t decoded = std::max<int64_t>(0, stats.generated_tokens - 1);
+  const int64_t decoded = std::max<int64_t>(0, stats.completion_tokens - 1);
   const double decode_rate = stats.decode_seconds > 0 ? decoded / stats.decode_seconds : 0.0;
+  const char* stop_reason = stats.finish_reason == FinishReason::kStop ? "end of text" : "token limit";
   std::fprintf(stderr,
                "\n[prompt %lld tokens, prefill %.1f tokens/s | time to first token %.3f s | generated %lld tokens, "
                "decode %.1f tokens/s | stopped: %s]\n",
                static_cast<long long>(stats.prompt_tokens), prefill_rate, stats.first_token_seconds,
-               static_cast<long long>(stats.generated_tokens), decode_rate, stats.stop_reason.c_str());
+               static_cast<long long>(stats.completion_tokens), decode_rate, stop_reason);
   if (json_path.empty()) return;
   nlohmann::ordered_json json;
   json["prompt_tokens"] = stats.prompt_tokens;
-  json["generated_tokens"] = stats.generated_tokens;
+  json["generated_tokens"] = stats.completion_tokens;
   json["prefill_seconds"] = stats.prefill_seconds;
   json["prefill_tokens_per_second"] = prefill_rate;
   json["time_to_first_token_seconds"] = stats.first_token_seconds;
   json["decode_seconds"] = stats.decode_seconds;
   json["decode_tokens_per_second"] = decode_rate;
-  json["stop_reason"] = stats.stop_reason;
+  json["stop_reason"] = stop_reason;
   write_file_atomic(json_path, json.dump(2) + "\n");
 }
 
 int run_generate(const GenerateOptions& options) {
-  SamplerOptions sampler_options;
-  sampler_options.greedy = options.greedy;
-  sampler_options.temperature = options.temperature;
-  sampler_options.top_k = options.top_k;
-  sampler_options.top_p = options.top_p;
-  sampler_options.seed = options.seed;
-  Sampler sampler(sampler_options);
+  GenerationRequest request;
+  request.sampler.greedy = options.greedy;
+  request.sampler.temperature = options.temperature;
+  request.sampler.top_k = options.top_k;
+  request.sampler.top_p = options.top_p;
+  request.sampler.seed = options.seed;
+  request.max_tokens = options.max_tokens;
+  request.cache_type = options.cache_dtype == "bf16" ? CacheType::kBF16 : CacheType::kF32;
 
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(options.tokenizer);
   ModelOptions model_options;
@@ -90,64 +79,26 @@ int run_generate(const GenerateOptions& options) {
                "tokenizer {} has {} tokens but the model's vocabulary has {}: they do not belong together",
                options.tokenizer, tokenizer->vocab_size(), config.vocab_size);
 
-  std::vector<int32_t> prompt;
   if (options.bos) {
     const std::optional<TokenId> bos = config.bos_token_id >= 0 ? std::optional<TokenId>(config.bos_token_id)
                                                                  : tokenizer->bos_id();
     ROPEPP_CHECK(bos.has_value(), "--bos given but neither the model config nor the tokenizer defines a BOS token");
-    prompt.push_back(*bos);
+    request.prompt.push_back(*bos);
   }
   const std::vector<TokenId> encoded = tokenizer->encode(options.prompt, options.special);
-  prompt.insert(prompt.end(), encoded.begin(), encoded.end());
-  ROPEPP_CHECK(!prompt.empty(), "the prompt encodes to no tokens: give a non-empty --prompt or --bos");
+  request.prompt.insert(request.prompt.end(), encoded.begin(), encoded.end());
+  ROPEPP_CHECK(!request.prompt.empty(), "the prompt encodes to no tokens: give a non-empty --prompt or --bos");
 
-  std::vector<int32_t> stop_ids = config.eos_token_ids;
-  if (tokenizer->eos_id().has_value()) stop_ids.push_back(*tokenizer->eos_id());
+  request.stop_token_ids = config.eos_token_ids;
+  if (tokenizer->eos_id().has_value()) request.stop_token_ids.push_back(*tokenizer->eos_id());
 
-  const CacheType cache_type = options.cache_dtype == "bf16" ? CacheType::kBF16 : CacheType::kF32;
-  KVCache cache = model.make_cache(static_cast<int64_t>(prompt.size()) + options.max_tokens, cache_type);
-  std::vector<float> logits(static_cast<size_t>(config.vocab_size));
-  StreamDecoder decoder(*tokenizer);
-  GenerateStats stats;
-  stats.prompt_tokens = static_cast<int64_t>(prompt.size());
-  stats.stop_reason = "token limit";
-
-  // ---- Prefill: only the last prompt token needs logits ----
-  const auto start = std::chrono::steady_clock::now();
-  ForwardInput input;
-  input.tokens = prompt;
-  ForwardOptions forward_options;
-  forward_options.logits_start = static_cast<int64_t>(prompt.size()) - 1;
-  model.forward(input, logits.data(), forward_options, &cache);
-  const auto prefill_end = std::chrono::steady_clock::now();
-  stats.prefill_seconds = seconds_between(start, prefill_end);
-
-  // ---- Decode ----
-  auto decode_start = prefill_end;
-  for (int step = 0; step < options.max_tokens; ++step) {
-    const int32_t token = sampler.sample(logits.data(), config.vocab_size);
-    if (step == 0) {
-      decode_start = std::chrono::steady_clock::now();
-      stats.first_token_seconds = seconds_between(start, decode_start);
-    }
-    ++stats.generated_tokens;
-    if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
-      stats.stop_reason = "end of text";
-      break;
-    }
-    if (token < tokenizer->vocab_size()) {
-      const std::string text = decoder.push(token);
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      std::fflush(stdout);
-    }
-    if (step + 1 == options.max_tokens) break;
-    model.decode(token, cache, logits.data());
-  }
-  stats.decode_seconds = seconds_between(decode_start, std::chrono::steady_clock::now());
-  const std::string rest = decoder.finish();
-  std::fwrite(rest.data(), 1, rest.size(), stdout);
-  std::fflush(stdout);
-  report(stats, options.json_path);
+  // Text streams to stdout as soon as it is complete UTF-8.
+  const GenerationResult result = generate_text(model, *tokenizer, request, [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  report(result, options.json_path);
   return 0;
 }
 

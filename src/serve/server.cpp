@@ -14,7 +14,7 @@
 #include "core/log.h"
 #include "serve/chat.h"
 #include "serve/completion_request.h"
-#include "serve/generation.h"
+#include "model/generation.h"
 #include "tokenizer/utf8.h"
 
 namespace ropepp {

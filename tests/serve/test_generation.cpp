@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/sampler.h"
-#include "serve/generation.h"
+#include "model/generation.h"
 #include "serve_test_util.h"
 #include "tokenizer/tokenizer.h"
 

@@ -1,10 +1,18 @@
-#include "serve/generation.h"
+#include "model/generation.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/error.h"
 
 namespace ropepp {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
 
 const char* finish_reason_name(FinishReason reason) {
   switch (reason) {
@@ -77,6 +85,7 @@ GenerationResult generate_text(Model& model, const Tokenizer& tokenizer, const G
   KVCache cache = model.make_cache(prompt_size + request.max_tokens, request.cache_type);
   std::vector<float> logits(static_cast<size_t>(vocab));
   GenerationResult result;
+  result.prompt_tokens = prompt_size;
 
   // Sends text through the stop filter to the caller. Returns false when the
   // caller cancelled.
@@ -87,14 +96,21 @@ GenerationResult generate_text(Model& model, const Tokenizer& tokenizer, const G
   };
 
   // Prefill: only the last prompt token needs logits.
+  const auto start = std::chrono::steady_clock::now();
   ForwardInput input;
   input.tokens = request.prompt;
   ForwardOptions forward_options;
   forward_options.logits_start = prompt_size - 1;
   model.forward(input, logits.data(), forward_options, &cache);
+  result.prefill_seconds = seconds_since(start);
 
+  auto decode_start = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < request.max_tokens; ++step) {
     const int32_t token = sampler.sample(logits.data(), vocab);
+    if (step == 0) {
+      decode_start = std::chrono::steady_clock::now();
+      result.first_token_seconds = seconds_since(start);
+    }
     ++result.completion_tokens;
     if (std::find(request.stop_token_ids.begin(), request.stop_token_ids.end(), token) !=
         request.stop_token_ids.end()) {
@@ -104,6 +120,7 @@ GenerationResult generate_text(Model& model, const Tokenizer& tokenizer, const G
     if (token < tokenizer.vocab_size()) {
       if (!emit(filter.push(decoder.push(token)))) {
         result.finish_reason = FinishReason::kCancelled;
+        result.decode_seconds = seconds_since(decode_start);
         return result;
       }
       if (filter.stopped()) {
@@ -114,6 +131,7 @@ GenerationResult generate_text(Model& model, const Tokenizer& tokenizer, const G
     if (step + 1 == request.max_tokens) break;
     model.decode(token, cache, logits.data());
   }
+  result.decode_seconds = seconds_since(decode_start);
 
   // An incomplete UTF-8 character at the end, then the tail held back for
   // stop-string matching.

@@ -1,6 +1,6 @@
 // Text generation from a prompt: prefill, then one decode step per new token,
 // with stop tokens, stop strings and UTF-8-safe incremental text output. Used
-// by the HTTP server and usable by any other caller that wants text out.
+// by `ropepp generate` and by the HTTP server.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +37,10 @@ struct GenerationResult {
   std::string text;               // everything passed to on_text, concatenated
   int64_t completion_tokens = 0;  // sampled tokens, the stop token included
   FinishReason finish_reason = FinishReason::kLength;
+  int64_t prompt_tokens = 0;
+  double prefill_seconds = 0.0;      // the prompt's forward pass
+  double first_token_seconds = 0.0;  // from the start to the first sampled token
+  double decode_seconds = 0.0;       // from the first sampled token to the end
 };
 
 // Called with each new piece of output text (never empty). Returning false
