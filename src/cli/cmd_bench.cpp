@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/paths.h"
 
 namespace ropepp::cli {
 namespace {
@@ -82,7 +83,15 @@ int run_bench_machine(const BenchMachineOptions& options) {
   return 0;
 }
 
-int run_bench_attention(const BenchAttentionOptions& options) {
+int run_bench_attention(const BenchAttentionOptions& given) {
+  BenchAttentionOptions options = given;
+  // Check the baseline script before the long measurement, not after it.
+  if (options.torch) {
+    const auto found = find_project_file(options.torch_script);
+    ROPEPP_CHECK(found.has_value(), "PyTorch baseline script {} not found in the working folder or next to the "
+                 "program: run from the repository root or pass --torch-script", options.torch_script);
+    options.torch_script = found->string();
+  }
   bench::AttentionBenchOptions bench_options =
       options.quick ? bench::quick_attention_options() : bench::AttentionBenchOptions{};
   if (!options.prefill_lengths.empty()) {

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "tokenizer/tokenizer.h"
 #include "train/token_cache.h"
 
@@ -43,26 +44,14 @@ std::string shell_quote(const std::string& text) {
   return quoted + "'";
 }
 
-// Finds scripts/fetch_corpus.sh under the working folder, or under the folder
-// above the program's (the repository root for a binary in ./build).
-std::string locate_fetch_script() {
-  namespace fs = std::filesystem;
-  const fs::path relative = fs::path("scripts") / "fetch_corpus.sh";
-  if (fs::is_regular_file(relative)) return relative.string();
-  std::error_code error;
-  const fs::path program = fs::read_symlink("/proc/self/exe", error);
-  if (!error) {
-    const fs::path beside = program.parent_path().parent_path() / relative;
-    if (fs::is_regular_file(beside)) return beside.string();
-  }
-  fail("fetch script {} not found in the working folder or next to the program: run from the repository "
-       "root or pass --script",
-       relative.string());
-}
-
 int run_fetch(const DataFetchOptions& given) {
   DataFetchOptions options = given;
-  if (options.script.empty()) options.script = locate_fetch_script();
+  if (options.script.empty()) {
+    const auto found = find_project_file(std::filesystem::path("scripts") / "fetch_corpus.sh");
+    ROPEPP_CHECK(found.has_value(), "fetch script scripts/fetch_corpus.sh not found in the working folder or next to "
+                 "the program: run from the repository root or pass --script");
+    options.script = found->string();
+  }
   ROPEPP_CHECK(std::filesystem::is_regular_file(options.script), "fetch script {} not found: pass an existing --script",
                options.script);
   const std::string command = "bash " + shell_quote(options.script) + " " + shell_quote(options.out);

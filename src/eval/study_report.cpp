@@ -91,6 +91,9 @@ double long_range_share(const std::vector<double>& mass, int64_t from) {
 // Relative changes below this are reported as no change.
 constexpr double kNegligibleChange = 0.01;
 
+// Long-range attention shares closer than this (2 percentage points) count as a tie.
+constexpr double kAttentionShareTie = 0.02;
+
 std::string percent(double fraction) { return format_number(100.0 * fraction, 3) + "%"; }
 
 std::string signed_percent(double fraction) {
@@ -187,6 +190,8 @@ std::vector<std::string> findings(const StudyResults& results, const std::vector
   std::vector<std::string> lines;
   const StudyPlan& plan = results.plan;
   const bool several_seeds = plan.seeds > 1;
+  // Appended to a verdict drawn from one seed, where a few percent can be noise.
+  const std::string seed_caveat = several_seeds ? "" : " (one seed only, so a hint rather than a result)";
   const VariantGroup* rope = find_group(groups, "rope");
 
   // Perplexity at the training length.
@@ -226,8 +231,13 @@ std::vector<std::string> findings(const StudyResults& results, const std::vector
   }
   std::sort(ratios.begin(), ratios.end());
   std::vector<std::string> ratio_parts;
-  for (const auto& [ratio, label] : ratios) ratio_parts.push_back(fmt::format("{} x{}", label, format_number(ratio, 3)));
-  std::string verdict = fmt::format("{} has the smallest factor", ratios.front().second);
+  for (const auto& [ratio, label] : ratios) ratio_parts.push_back(fmt::format("{} x{}", label, format_number(ratio, 4)));
+  std::string verdict;
+  if (ratios.back().first - ratios.front().first < kNegligibleChange * ratios.front().first) {
+    verdict = "the factors differ by less than 1%, so no variant extrapolates better here";
+  } else {
+    verdict = fmt::format("{} has the smallest factor{}", ratios.front().second, seed_caveat);
+  }
   if (ratios.back().first <= 1.0) {
     verdict += "; no model gets worse at the longer length, so these models do not yet depend on position enough "
                "to fail beyond their training length";
@@ -267,10 +277,13 @@ std::vector<std::string> findings(const StudyResults& results, const std::vector
     std::string verdict;
     if (std::max(std::abs(real_change), std::abs(imaginary_change)) < kNegligibleChange) {
       verdict = "Neither side changes perplexity by 1% or more, so this ablation shows no dependence on either side.";
+    } else if (std::abs(imaginary_change - real_change) < kNegligibleChange) {
+      // The two sides are compared on the clean perplexity's scale: within 1% of it they are a tie.
+      verdict = "The two sides differ by less than 1% of the clean perplexity, so neither hurts clearly more.";
     } else if (imaginary_change > real_change) {
-      verdict = "Corrupting the imaginary side hurts more, as the RoPE++ paper reports.";
+      verdict = "Corrupting the imaginary side hurts more, as the RoPE++ paper reports" + seed_caveat + ".";
     } else {
-      verdict = "Here corrupting the real side hurts more, unlike the RoPE++ paper's finding.";
+      verdict = "Here corrupting the real side hurts more, unlike the RoPE++ paper's finding" + seed_caveat + ".";
     }
     lines.push_back(fmt::format(
         "Noise ablation, {}: noise of standard deviation {} on the imaginary queries changes perplexity at {} tokens "
@@ -286,12 +299,14 @@ std::vector<std::string> findings(const StudyResults& results, const std::vector
     const double real = long_range_share(maps.distance_mass_real, from);
     const double imaginary = long_range_share(maps.distance_mass_imaginary, from);
     std::string verdict;
-    if (std::abs(imaginary - real) < kNegligibleChange * std::max(real, imaginary)) {
+    // Shares are fractions of attention mass, so the tie band is in absolute points.
+    if (std::abs(imaginary - real) < kAttentionShareTie) {
       verdict = ", about the same";
     } else if (imaginary > real) {
-      verdict = ", so the imaginary heads look further back, as the paper's attention maps show";
+      verdict = ", so the imaginary heads look further back, as the paper's attention maps show" + seed_caveat;
     } else {
-      verdict = ", so here the imaginary heads look less far back than the real ones, unlike the paper's maps";
+      verdict =
+          ", so here the imaginary heads look less far back than the real ones, unlike the paper's maps" + seed_caveat;
     }
     lines.push_back(fmt::format(
         "Attention, {}: imaginary heads put {} of their attention on keys at least {} tokens away, real heads {}{}.",
@@ -439,7 +454,7 @@ std::string report_markdown(const StudyResults& results, const std::vector<Varia
         "parameters and 50B training tokens, so agreement or disagreement here is a hint, not a replication.\n\n";
 
   md += "## Files\n\n";
-  for (const std::string& file : {"results.json", "training.csv", "perplexity.csv", "extrapolation.csv",
+  for (const std::string file : {"results.json", "training.csv", "perplexity.csv", "extrapolation.csv",
                                   "passkey.csv", "noise.csv", "attention_distance.csv", "characteristic_curves.csv"}) {
     md += fmt::format("- [{}]({})\n", file, file);
   }

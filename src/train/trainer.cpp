@@ -89,9 +89,11 @@ void print_configuration(const TrainConfig& config, const ModelConfig& model, in
     std::fprintf(stderr, "  %-16s %s\n", key.c_str(), value.c_str());
   };
   std::fprintf(stderr, "training configuration\n");
-  row("model", fmt::format("{} ({}), {} layers, hidden {}, heads {}/{} (query/key-value), head_dim {}, MLP {}",
+  const HeadLayout layout = model.head_layout();
+  row("model", fmt::format("{} ({}), {} layers, hidden {}, {} query / {} key-value heads projected, {} attention "
+                           "heads, head_dim {}, MLP {}",
                            config.model, variant_name(model.variant), model.num_hidden_layers, model.hidden_size,
-                           model.num_attention_heads, model.num_key_value_heads, model.head_dim,
+                           layout.n_query_heads, layout.n_kv_heads, layout.n_attention_heads(), model.head_dim,
                            model.intermediate_size));
   row("parameters", fmt::format("{:.2f}M", static_cast<double>(n_parameters) / 1e6));
   row("rope", fmt::format("theta {}, scaling {} (factor {})", model.rope_theta,

@@ -524,7 +524,9 @@ TEST(AttentionDecode, NonFiniteCacheEntriesPropagate) {
         // A NaN key poisons every output element; a bad value only its own element.
         const int element = c.in_key ? 0 : 3;
         EXPECT_EQ(std::isfinite(out[h * d + element]), !reads_head_0) << "head " << h << " = " << out[h * d + element];
-        if (c.in_key) EXPECT_TRUE(std::isnan(lse[h])) << "head " << h << " lse " << lse[h];
+        if (c.in_key) {
+          EXPECT_TRUE(std::isnan(lse[h])) << "head " << h << " lse " << lse[h];
+        }
       }
     }
   }
@@ -593,7 +595,9 @@ TEST(AttentionProbabilities, MatchReferenceAndRespectMask) {
           // Rounding to f32 is the only difference from the reference.
           EXPECT_NEAR(p, expected[(heads[a] * c.n_queries + i) * c.n_keys + j], 1e-6)
               << variant_name(variant) << " head " << heads[a] << " query " << i << " key " << j;
-          if (!args.visible(i, j)) EXPECT_EQ(p, 0.0f) << "masked key " << j << " of query " << i;
+          if (!args.visible(i, j)) {
+            EXPECT_EQ(p, 0.0f) << "masked key " << j << " of query " << i;
+          }
         }
         EXPECT_NEAR(sum, 1.0, 1e-5) << variant_name(variant) << " head " << heads[a] << " query " << i;
       }

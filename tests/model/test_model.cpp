@@ -206,7 +206,9 @@ TEST(ModelForward, AttentionCaptureRowsAreCausalDistributions) {
       double sum = 0.0;
       for (int j = 0; j < 10; ++j) {
         const float p = capture.probs[(h * 10 + i) * 10 + j];
-        if (j > i) EXPECT_EQ(p, 0.0f) << "head " << h << " query " << i << " key " << j;
+        if (j > i) {
+          EXPECT_EQ(p, 0.0f) << "head " << h << " query " << i << " key " << j;
+        }
         sum += p;
       }
       EXPECT_NEAR(sum, 1.0, 1e-5) << "head " << h << " query " << i;
