@@ -18,7 +18,7 @@
 
 namespace ropepp {
 
-// How positions are rescaled to run a model past its training length.
+// Position scaling, for running a model past its training length.
 // The NTK-style extension is a plain change of rope_theta and needs no type.
 enum class RopeScalingType {
   kNone,
