@@ -28,12 +28,19 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # Downloads Debian packages and unpacks them into $work/root.
+# A machine whose package lists were never fetched cannot download, so as root
+# the lists are refreshed once and the download retried.
 unpack_debs() {
-  (cd "$work" && apt-get download "$@" >/dev/null 2>"$work/apt.log") || {
-    cat "$work/apt.log" >&2
-    echo "fetch_corpus: apt-get download $* failed; run apt-get update and retry" >&2
-    exit 1
-  }
+  if ! (cd "$work" && apt-get download "$@" >/dev/null 2>"$work/apt.log"); then
+    if [[ $(id -u) -eq 0 ]]; then
+      apt-get update -q >/dev/null 2>>"$work/apt.log" || true
+    fi
+    (cd "$work" && apt-get download "$@" >/dev/null 2>>"$work/apt.log") || {
+      cat "$work/apt.log" >&2
+      echo "fetch_corpus: apt-get download $* failed; run apt-get update and retry" >&2
+      exit 1
+    }
+  fi
   for package in "$@"; do dpkg-deb -x "$work"/"${package}"_*.deb "$work/root"; done
 }
 
