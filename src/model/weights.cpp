@@ -117,7 +117,11 @@ Weights Weights::load(const std::filesystem::path& directory) {
 
 void Weights::save(const std::filesystem::path& directory, DType dtype, int64_t max_shard_bytes) const {
   ModelConfig config = config_;
-  config.torch_dtype = dtype == DType::kF32 ? "float32" : dtype == DType::kBF16 ? "bfloat16" : "float16";
+  switch (dtype) {
+    case DType::kF32: config.torch_dtype = "float32"; break;
+    case DType::kBF16: config.torch_dtype = "bfloat16"; break;
+    case DType::kF16: config.torch_dtype = "float16"; break;
+  }
   std::vector<TensorToWrite> tensors;
   tensors.reserve(parameters_.size());
   for (const ParameterInfo& info : parameters_) {

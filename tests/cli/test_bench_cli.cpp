@@ -1,6 +1,8 @@
 // `ropepp bench machine` and `ropepp bench attention` through the program at
 // ROPEPP_BINARY, in their --quick smoke-run mode.
 #include <gtest/gtest.h>
+
+#include "cli/cli_test_util.h"
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -15,36 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class BenchCommand : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!fs::exists(ROPEPP_BINARY)) GTEST_SKIP() << "the ropepp program is not built at " << ROPEPP_BINARY;
-    folder_ = fs::temp_directory_path() / ("ropepp_bench_cli_" + std::to_string(::getpid()));
-    fs::remove_all(folder_);
-    fs::create_directories(folder_);
-  }
-
-  void TearDown() override {
-    if (!folder_.empty()) fs::remove_all(folder_);
-  }
-
-  // Runs `ropepp ARGUMENTS` with stdout and stderr into log.txt; returns the exit status.
-  int run(const std::string& arguments) {
-    const std::string command =
-        std::string(ROPEPP_BINARY) + " " + arguments + " >" + (folder_ / "log.txt").string() + " 2>&1";
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  std::string read(const fs::path& path) const {
-    std::ifstream file(path);
-    std::stringstream text;
-    text << file.rdbuf();
-    return text.str();
-  }
-
-  fs::path folder_;
-};
+using BenchCommand = BinaryTest;
 
 TEST_F(BenchCommand, MachineWritesCeilings) {
   const fs::path json_path = folder_ / "machine.json";

@@ -2,6 +2,8 @@
 // at ROPEPP_BINARY: every case must exit non-zero with a message that names the
 // file and the problem, and must leave no output or temporary file behind.
 #include <gtest/gtest.h>
+
+#include "cli/cli_test_util.h"
 #include <unistd.h>
 
 #include <cstdlib>
@@ -15,36 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CliErrors : public ::testing::Test {
+class CliErrors : public BinaryTest {
  protected:
-  void SetUp() override {
-    if (!fs::exists(ROPEPP_BINARY)) GTEST_SKIP() << "the ropepp program is not built at " << ROPEPP_BINARY;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    folder_ = fs::temp_directory_path() /
-              ("ropepp_cli_errors_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(folder_);
-    fs::create_directories(folder_);
-  }
-
-  void TearDown() override {
-    if (!folder_.empty()) fs::remove_all(folder_);
-  }
-
-  // Runs `ropepp ARGUMENTS` with stdout and stderr into log.txt; returns the exit status.
-  int run(const std::string& arguments) {
-    const std::string command =
-        std::string(ROPEPP_BINARY) + " " + arguments + " >" + (folder_ / "log.txt").string() + " 2>&1";
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  std::string read(const fs::path& path) const {
-    std::ifstream file(path, std::ios::binary);
-    std::stringstream text;
-    text << file.rdbuf();
-    return text.str();
-  }
-
   std::string log() const { return read(folder_ / "log.txt"); }
 
   fs::path write(const std::string& name, const std::string& contents) {
@@ -70,7 +44,6 @@ class CliErrors : public ::testing::Test {
     return names;
   }
 
-  fs::path folder_;
 };
 
 TEST_F(CliErrors, TokenizeRejectsMalformedInput) {
