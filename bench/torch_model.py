@@ -8,7 +8,8 @@ Run with Debian's python3-torch and the OpenMP build of OpenBLAS, its best
 2-thread configuration on these machines:
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 bench/torch_model.py \
       --model DIR --dtype bf16 --prompt-tokens 512 --decode-tokens 32 --threads 2 --out result.json
-Prints and writes {"prefill_seconds", "decode_seconds_per_token", ...} (medians).
+Prints and writes {"prefill_seconds", "decode_seconds_per_token", "read_gbs", ...}
+(medians; read_gbs is the read bandwidth measured around the decode).
 """
 import argparse
 import json
@@ -152,6 +153,17 @@ class Llama:
         return x @ self.w["lm_head.weight"].T
 
 
+def read_gbs(probe):
+    """Read bandwidth in GB/s: the best of three sums over a 256 MiB tensor."""
+    best = float("inf")
+    probe.sum()
+    for _ in range(3):
+        start = time.perf_counter()
+        probe.sum()
+        best = min(best, time.perf_counter() - start)
+    return probe.numel() * probe.element_size() / best * 1e-9
+
+
 def median(values):
     values = sorted(values)
     n = len(values)
@@ -184,6 +196,11 @@ def main():
             logits = model.forward(tokens, 0, cache)
             if repeat > 0:
                 prefill_times.append(time.perf_counter() - start)
+        # The machine's bandwidth drifts within seconds; ropepp measures it next
+        # to its own decode in the same way, so the two decodes can be compared
+        # at the bandwidth each one saw.
+        probe = torch.ones(64 << 20)
+        bandwidth_before = read_gbs(probe)
         decode_times = []
         token = 1
         for step in range(args.decode_tokens):
@@ -191,6 +208,7 @@ def main():
             logits = model.forward(torch.tensor([[token]]), args.prompt_tokens + step, cache)
             decode_times.append(time.perf_counter() - start)
             token = (token * 31 + 7) % vocab
+        bandwidth = max(bandwidth_before, read_gbs(probe))
 
     result = {
         "dtype": args.dtype,
@@ -198,6 +216,7 @@ def main():
         "prompt_tokens": args.prompt_tokens,
         "prefill_seconds": median(prefill_times),
         "decode_seconds_per_token": median(decode_times),
+        "read_gbs": bandwidth,
         "torch_version": torch.__version__,
     }
     text = json.dumps(result)

@@ -48,11 +48,16 @@ struct MachineCeilings {
   double bf16_gemm_gflops = 0.0;  // oneDNN matmul bf16 x bf16 -> f32; 0 when not measured
   std::string bf16_note;       // why bf16 was not measured, if it was not
   double triad_gbs = 0.0;      // a[i] = b[i] + s * c[i], counting 3 arrays of traffic (STREAM's rule)
-  double read_gbs = 0.0;       // sum over two arrays: reads only, like a decode streaming keys and values
+  double read_gbs = 0.0;       // sums over two arrays on huge pages: reads only, like a decode streaming weights
   int64_t stream_bytes = 0;    // bytes of one bandwidth array
 };
 
 MachineCeilings measure_machine(const MachineOptions& options);
+
+// Read bandwidth alone over an array of `bytes` on huge pages, in GB/s: the
+// read loop of measure_machine, for benchmarks that re-measure it next to each
+// timed run because the machine's bandwidth drifts.
+double measure_read_gbs(int64_t bytes, int repeats);
 
 std::string cpu_model_name();
 

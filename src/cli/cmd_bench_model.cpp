@@ -58,8 +58,10 @@ struct ModelResult {
   double decode_seconds = 0.0;  // median per token
   double decode_bytes = 0.0;    // bytes read per token (weights + KV cache)
   double decode_floor_seconds = 0.0;
+  double read_gbs = 0.0;        // read bandwidth measured around this decode
   double torch_prefill_seconds = 0.0;  // 0 when not measured
   double torch_decode_seconds = 0.0;
+  double torch_read_gbs = 0.0;  // read bandwidth around PyTorch's decode
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -128,7 +130,12 @@ void measure_ropepp(Model& model, const BenchModelOptions& options, ModelResult&
   });
   result.prefill_gflops = prefill_flops(config, options.prompt_tokens) / result.prefill_seconds * 1e-9;
 
-  // Decode after the prompt. The median step time is the per-token time.
+  // Decode after the prompt. The median step time is the per-token time. The
+  // machine's read bandwidth drifts (30-63 GB/s between minutes on the shared
+  // 2-core machine), so it is measured right before and after the decode and
+  // the higher value sets the floor: a stricter floor, never a flattering one.
+  const int64_t read_bytes = options.quick ? (int64_t{8} << 20) : (int64_t{256} << 20);
+  const double read_before = bench::measure_read_gbs(read_bytes, 3);
   std::vector<double> steps;
   int32_t token = 1;
   for (int i = 0; i < options.decode_tokens; ++i) {
@@ -137,6 +144,7 @@ void measure_ropepp(Model& model, const BenchModelOptions& options, ModelResult&
     steps.push_back(seconds_since(start));
     token = static_cast<int32_t>((token * 31 + 7) % config.vocab_size);
   }
+  result.read_gbs = std::max(read_before, bench::measure_read_gbs(read_bytes, 3));
   std::sort(steps.begin(), steps.end());
   result.decode_seconds = steps[steps.size() / 2];
   const double mean_cache = options.prompt_tokens + 0.5 * options.decode_tokens;
@@ -168,12 +176,14 @@ void measure_torch(const Model& model, const BenchModelOptions& options, const s
   const nlohmann::json json = nlohmann::json::parse(stream);
   result.torch_prefill_seconds = json.at("prefill_seconds").get<double>();
   result.torch_decode_seconds = json.at("decode_seconds_per_token").get<double>();
+  result.torch_read_gbs = json.value("read_gbs", 0.0);
 }
 
 std::string format_table(const std::vector<ModelResult>& results) {
-  std::string text = fmt::format("{:<6} {:<9} {:<5} {:>8} | {:>10} {:>8} {:>7} {:>8} | {:>9} {:>9} {:>7} {:>8}\n",
-                                 "model", "variant", "wts", "params", "prefill/s", "GFLOP/s", "%gemm", "vs torch",
-                                 "decode/s", "floor/s", "%floor", "vs torch");
+  std::string text =
+      fmt::format("{:<6} {:<9} {:<5} {:>8} | {:>10} {:>8} {:>7} {:>8} | {:>9} {:>6} {:>9} {:>7} {:>8} {:>6}\n",
+                  "model", "variant", "wts", "params", "prefill/s", "GFLOP/s", "%gemm", "vs torch", "decode/s", "GB/s",
+                  "floor/s", "%floor", "vs torch", "GB/s");
   for (const ModelResult& r : results) {
     const double prefill_rate = r.prompt_tokens / r.prefill_seconds;
     const double decode_rate = 1.0 / r.decode_seconds;
@@ -181,12 +191,12 @@ std::string format_table(const std::vector<ModelResult>& results) {
         r.torch_prefill_seconds > 0 ? fmt::format("{:.2f}x", r.torch_prefill_seconds / r.prefill_seconds) : "-";
     const std::string decode_speedup =
         r.torch_decode_seconds > 0 ? fmt::format("{:.2f}x", r.torch_decode_seconds / r.decode_seconds) : "-";
-    text += fmt::format("{:<6} {:<9} {:<5} {:>7.1f}M | {:>10.1f} {:>8.1f} {:>6.1f}% {:>8} | {:>9.1f} {:>9.1f} "
-                        "{:>6.1f}% {:>8}\n",
+    text += fmt::format("{:<6} {:<9} {:<5} {:>7.1f}M | {:>10.1f} {:>8.1f} {:>6.1f}% {:>8} | {:>9.1f} {:>6.1f} "
+                        "{:>9.1f} {:>6.1f}% {:>8} {:>6}\n",
                         r.preset, r.variant, r.weights, r.parameters / 1e6, prefill_rate, r.prefill_gflops,
-                        100.0 * r.prefill_gflops / r.gemm_ceiling_gflops, prefill_speedup, decode_rate,
+                        100.0 * r.prefill_gflops / r.gemm_ceiling_gflops, prefill_speedup, decode_rate, r.read_gbs,
                         1.0 / r.decode_floor_seconds, 100.0 * r.decode_floor_seconds / r.decode_seconds,
-                        decode_speedup);
+                        decode_speedup, r.torch_read_gbs > 0 ? fmt::format("{:.1f}", r.torch_read_gbs) : "-");
   }
   return text;
 }
@@ -206,6 +216,7 @@ nlohmann::ordered_json to_json(const ModelResult& r) {
   json["decode_seconds_per_token"] = r.decode_seconds;
   json["decode_tokens_per_second"] = 1.0 / r.decode_seconds;
   json["decode_bytes_per_token"] = r.decode_bytes;
+  json["read_gbs"] = r.read_gbs;
   json["decode_floor_seconds"] = r.decode_floor_seconds;
   json["decode_fraction_of_floor"] = r.decode_floor_seconds / r.decode_seconds;
   if (r.torch_prefill_seconds > 0) {
@@ -213,6 +224,20 @@ nlohmann::ordered_json to_json(const ModelResult& r) {
     json["torch_decode_seconds_per_token"] = r.torch_decode_seconds;
     json["prefill_speedup_vs_torch"] = r.torch_prefill_seconds / r.prefill_seconds;
     json["decode_speedup_vs_torch"] = r.torch_decode_seconds / r.decode_seconds;
+    json["torch_read_gbs"] = r.torch_read_gbs;
+    // PyTorch's decode time moved to the bandwidth ropepp saw, as if both ran
+    // in the same minute. Exact for a decode bound by memory; it favours
+    // ropepp when PyTorch ran at the higher bandwidth and is partly bound by
+    // its own overheads, and PyTorch in the opposite case.
+    if (r.torch_read_gbs > 0) {
+      json["decode_speedup_vs_torch_same_bandwidth"] =
+          r.torch_decode_seconds * (r.torch_read_gbs / r.read_gbs) / r.decode_seconds;
+    }
+    // The most any implementation could lead PyTorch by: the whole prefill at
+    // the GEMM ceiling, and the decode at the bandwidth floor.
+    json["prefill_speedup_bound_vs_torch"] =
+        r.torch_prefill_seconds * r.gemm_ceiling_gflops / (r.prefill_gflops * r.prefill_seconds);
+    json["decode_speedup_bound_vs_torch"] = r.torch_decode_seconds / r.decode_floor_seconds;
   }
   return json;
 }
@@ -220,13 +245,14 @@ nlohmann::ordered_json to_json(const ModelResult& r) {
 std::string to_csv(const std::vector<ModelResult>& results) {
   std::string text =
       "preset,variant,weights,parameters,prompt_tokens,prefill_seconds,prefill_gflops,gemm_ceiling_gflops,"
-      "decode_seconds_per_token,decode_bytes_per_token,decode_floor_seconds,torch_prefill_seconds,"
-      "torch_decode_seconds_per_token\n";
+      "decode_seconds_per_token,decode_bytes_per_token,read_gbs,decode_floor_seconds,torch_prefill_seconds,"
+      "torch_decode_seconds_per_token,torch_read_gbs\n";
   for (const ModelResult& r : results) {
-    text += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n", r.preset,
-                        r.variant, r.weights, r.parameters, r.prompt_tokens, r.prefill_seconds, r.prefill_gflops,
-                        r.gemm_ceiling_gflops, r.decode_seconds, r.decode_bytes, r.decode_floor_seconds,
-                        r.torch_prefill_seconds, r.torch_decode_seconds);
+    text += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n",
+                        r.preset, r.variant, r.weights, r.parameters, r.prompt_tokens, r.prefill_seconds,
+                        r.prefill_gflops, r.gemm_ceiling_gflops, r.decode_seconds, r.decode_bytes, r.read_gbs,
+                        r.decode_floor_seconds,
+                        r.torch_prefill_seconds, r.torch_decode_seconds, r.torch_read_gbs);
   }
   return text;
 }
@@ -281,7 +307,7 @@ int run_bench_model(BenchModelOptions options) {
         spdlog::info("{} {} {} weights: prefill {} tokens, decode {} tokens", preset, result.variant, weights_text,
                      options.prompt_tokens, options.decode_tokens);
         measure_ropepp(model, options, result);
-        result.decode_floor_seconds = result.decode_bytes / (ceilings.read_gbs * 1e9);
+        result.decode_floor_seconds = result.decode_bytes / (result.read_gbs * 1e9);
         if (options.torch) measure_torch(model, options, work_dir, result);
         results.push_back(result);
 

@@ -57,6 +57,7 @@ inline Float broadcast(float x) { return _mm512_set1_ps(x); }
 inline Float add(Float a, Float b) { return _mm512_add_ps(a, b); }
 inline Float sub(Float a, Float b) { return _mm512_sub_ps(a, b); }
 inline Float mul(Float a, Float b) { return _mm512_mul_ps(a, b); }
+inline Float div(Float a, Float b) { return _mm512_div_ps(a, b); }
 inline Float max(Float a, Float b) { return _mm512_max_ps(a, b); }
 inline Float mul_add(Float a, Float b, Float c) { return _mm512_fmadd_ps(a, b, c); }
 inline float reduce_add(Float x) { return _mm512_reduce_add_ps(x); }
@@ -84,6 +85,7 @@ inline Float broadcast(float x) { return _mm256_set1_ps(x); }
 inline Float add(Float a, Float b) { return _mm256_add_ps(a, b); }
 inline Float sub(Float a, Float b) { return _mm256_sub_ps(a, b); }
 inline Float mul(Float a, Float b) { return _mm256_mul_ps(a, b); }
+inline Float div(Float a, Float b) { return _mm256_div_ps(a, b); }
 inline Float max(Float a, Float b) { return _mm256_max_ps(a, b); }
 inline Float mul_add(Float a, Float b, Float c) { return _mm256_fmadd_ps(a, b, c); }
 
@@ -123,6 +125,7 @@ inline Float broadcast(float x) { return x; }
 inline Float add(Float a, Float b) { return a + b; }
 inline Float sub(Float a, Float b) { return a - b; }
 inline Float mul(Float a, Float b) { return a * b; }
+inline Float div(Float a, Float b) { return a / b; }
 inline Float max(Float a, Float b) { return std::max(a, b); }
 inline Float mul_add(Float a, Float b, Float c) { return a * b + c; }
 inline float reduce_add(Float x) { return x; }

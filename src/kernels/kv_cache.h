@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/huge_pages.h"
 #include "kernels/attention.h"
 
 namespace ropepp {
@@ -47,8 +48,8 @@ class KVCache {
   int64_t capacity_ = 0;
   int64_t length_ = 0;
   CacheType type_ = CacheType::kF32;
-  std::vector<float> keys_f32_, values_f32_;
-  std::vector<bf16_t> keys_bf16_, values_bf16_;
+  HugePageVector<float> keys_f32_, values_f32_;
+  HugePageVector<bf16_t> keys_bf16_, values_bf16_;
 };
 
 }  // namespace ropepp

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/activations.h"
 #include "model/matmul_kernels.h"
 
 namespace ropepp {
@@ -148,10 +149,13 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 }
 
 void swiglu_forward(const float* gate, const float* up, int64_t n, float* out) {
+  // Chunks of whole cache lines per thread; the vector kernel does the rest.
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (n > (1 << 15) && !omp_in_parallel())
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunk;
+    swiglu_span(gate + begin, up + begin, std::min(kChunk, n - begin), out + begin);
   }
 }
 

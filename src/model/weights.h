@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/huge_pages.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
 
@@ -133,8 +134,8 @@ class Weights {
   ModelConfig config_;
   std::vector<ParameterInfo> parameters_;
   std::map<std::string, size_t> index_;
-  std::vector<float> data_;
-  std::vector<bf16_t> bf16_;
+  HugePageVector<float> data_;
+  HugePageVector<bf16_t> bf16_;
   std::string lm_head_name_;
 };
 

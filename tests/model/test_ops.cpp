@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
@@ -49,11 +50,15 @@ std::vector<SimdTarget> supported_targets() {
 }
 
 // Row counts cover the GEMV (<= 8, including groups of 4 with a remainder) and
-// GEMM paths; odd sizes exercise the vector tails. Tolerance: f32 sums of up to
-// 301 products of unit-variance values, relative to the largest output: 1e-5.
+// GEMM paths; odd sizes exercise the vector tails and output counts that the
+// GEMV's blocks of 8, 4 or 2 weight rows do not divide. The last three shapes
+// are above the GEMV's threading threshold (2^18 weights), so each thread's
+// share ends inside a block. Tolerance: f32 sums of up to 515 products of
+// unit-variance values, relative to the largest output: 1e-5.
 TEST(OpsLinear, MatchesDoubleReference) {
-  const std::vector<std::array<int64_t, 3>> shapes = {{1, 64, 32}, {3, 37, 101}, {5, 301, 17}, {8, 16, 48},
-                                                      {9, 77, 31}, {33, 129, 65}};
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 64, 32},   {3, 37, 101},    {5, 301, 17},
+                                                      {8, 16, 48},   {9, 77, 31},     {33, 129, 65},
+                                                      {1, 1031, 263}, {2, 517, 515}, {3, 1029, 257}};
   for (SimdTarget target : supported_targets()) {
     ScopedSimdTarget scoped(target);
     for (const auto& [n, out, in] : shapes) {
@@ -150,15 +155,45 @@ TEST(OpsRmsNorm, MatchesDoubleReference) {
   EXPECT_LT(test::relative_max_error(y, expected), 1e-6);
 }
 
+// Every SIMD build, lengths around the vector width and one above the threading
+// threshold (2^15) that the 4096-element chunks do not divide. Tolerance 1e-6
+// of the largest output: the vector exp has at most 2 ulp of error.
 TEST(OpsSwiglu, MatchesFormula) {
-  const std::vector<float> gate = random_vector(101, 9, 4.0);
-  const std::vector<float> up = random_vector(101, 10);
-  std::vector<float> out(101), expected(101);
-  swiglu_forward(gate.data(), up.data(), 101, out.data());
-  for (int i = 0; i < 101; ++i) {
-    expected[i] = static_cast<float>(gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i]);
+  for (SimdTarget target : supported_targets()) {
+    ScopedSimdTarget scoped(target);
+    for (int64_t n : {0, 1, 15, 16, 17, 101, 70001}) {
+      SCOPED_TRACE(fmt::format("{} n={}", simd_target_name(target), n));
+      const std::vector<float> gate = random_vector(n, 9, 4.0);
+      const std::vector<float> up = random_vector(n, 10);
+      std::vector<float> out(static_cast<size_t>(n)), expected(static_cast<size_t>(n));
+      swiglu_forward(gate.data(), up.data(), n, out.data());
+      for (int64_t i = 0; i < n; ++i) {
+        expected[i] = static_cast<float>(gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i]);
+      }
+      if (n > 0) {
+        EXPECT_LT(test::relative_max_error(out, expected), 1e-6);
+      }
+    }
   }
-  EXPECT_LT(test::relative_max_error(out, expected), 1e-6);
+}
+
+// Saturated gates: silu(g) = g for large g, about 0 for very negative g, and a
+// NaN gate gives NaN, in the vector lanes and the scalar tail alike.
+TEST(OpsSwiglu, ExtremeGates) {
+  for (SimdTarget target : supported_targets()) {
+    ScopedSimdTarget scoped(target);
+    std::vector<float> gate(19, 0.0f), up(19, 2.0f), out(19);
+    gate[0] = gate[17] = 100.0f;
+    gate[1] = gate[18] = -100.0f;
+    gate[2] = std::numeric_limits<float>::quiet_NaN();
+    swiglu_forward(gate.data(), up.data(), 19, out.data());
+    EXPECT_FLOAT_EQ(out[0], 200.0f);
+    EXPECT_FLOAT_EQ(out[17], 200.0f);
+    EXPECT_LE(std::abs(out[1]), 1e-30f);
+    EXPECT_LE(std::abs(out[18]), 1e-30f);
+    EXPECT_TRUE(std::isnan(out[2]));
+    EXPECT_EQ(out[3], 0.0f);
+  }
 }
 
 TEST(OpsEmbedding, CopiesRowsAndRejectsBadTokens) {
