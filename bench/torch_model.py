@@ -8,14 +8,17 @@ Run with Debian's python3-torch and the OpenMP build of OpenBLAS, its best
 2-thread configuration on these machines:
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 bench/torch_model.py \
       --model DIR --dtype bf16 --prompt-tokens 512 --decode-tokens 32 --threads 2 --out result.json
-Prints and writes {"prefill_seconds", "decode_seconds_per_token", "read_gbs", ...}
-(medians; read_gbs is the read bandwidth measured around the decode).
+Prints and writes {"prefill_seconds", "decode_seconds_per_token", ...} (medians).
+With --peer it prints the prefill line, then decodes in rounds on request, so
+that ropepp can alternate its own decode rounds with PyTorch's on a machine
+whose memory bandwidth drifts.
 """
 import argparse
 import json
 import math
 import os
 import struct
+import sys
 import time
 
 import numpy as np
@@ -153,21 +156,41 @@ class Llama:
         return x @ self.w["lm_head.weight"].T
 
 
-def read_gbs(probe):
-    """Read bandwidth in GB/s: the best of three sums over a 256 MiB tensor."""
-    best = float("inf")
-    probe.sum()
-    for _ in range(3):
-        start = time.perf_counter()
-        probe.sum()
-        best = min(best, time.perf_counter() - start)
-    return probe.numel() * probe.element_size() / best * 1e-9
-
-
 def median(values):
     values = sorted(values)
     n = len(values)
     return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+class Decoder:
+    """Decode after the prompt, feeding a fixed token sequence one step at a time."""
+
+    def __init__(self, model, cache, position, vocab):
+        self.model, self.cache, self.position, self.vocab = model, cache, position, vocab
+        self.token = 1
+
+    def run(self, steps):
+        """Decodes `steps` tokens and returns the median seconds of one step."""
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.model.forward(torch.tensor([[self.token]]), self.position, self.cache)
+            times.append(time.perf_counter() - start)
+            self.position += 1
+            self.token = (self.token * 31 + 7) % self.vocab
+        return median(times)
+
+
+def serve_decode_rounds(decoder):
+    """Answers "decode N" lines on stdin with one JSON line each, until "quit" or end of input."""
+    for line in iter(sys.stdin.readline, ""):
+        words = line.split()
+        if not words or words[0] == "quit":
+            return
+        if words[0] != "decode" or len(words) != 2 or not words[1].isdigit():
+            raise SystemExit(f"torch_model.py: invalid peer command {line!r}: expected 'decode N' or 'quit'")
+        seconds = decoder.run(int(words[1]))
+        print(json.dumps({"decode_seconds_per_token": seconds}), flush=True)
 
 
 def main():
@@ -179,6 +202,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed prefills; the median is reported")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--out", help="also write the JSON result to this file")
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="print the prefill result, then decode in rounds on request ('decode N' lines on stdin); "
+        "`ropepp bench model --torch` alternates these rounds with its own",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -193,32 +222,24 @@ def main():
         for repeat in range(args.repeats + 1):  # the first run warms up
             cache = {}
             start = time.perf_counter()
-            logits = model.forward(tokens, 0, cache)
+            model.forward(tokens, 0, cache)
             if repeat > 0:
                 prefill_times.append(time.perf_counter() - start)
-        # The machine's bandwidth drifts within seconds; ropepp measures it next
-        # to its own decode in the same way, so the two decodes can be compared
-        # at the bandwidth each one saw.
-        probe = torch.ones(64 << 20)
-        bandwidth_before = read_gbs(probe)
-        decode_times = []
-        token = 1
-        for step in range(args.decode_tokens):
-            start = time.perf_counter()
-            logits = model.forward(torch.tensor([[token]]), args.prompt_tokens + step, cache)
-            decode_times.append(time.perf_counter() - start)
-            token = (token * 31 + 7) % vocab
-        bandwidth = max(bandwidth_before, read_gbs(probe))
+        result = {
+            "dtype": args.dtype,
+            "threads": args.threads,
+            "prompt_tokens": args.prompt_tokens,
+            "prefill_seconds": median(prefill_times),
+            "torch_version": torch.__version__,
+        }
 
-    result = {
-        "dtype": args.dtype,
-        "threads": args.threads,
-        "prompt_tokens": args.prompt_tokens,
-        "prefill_seconds": median(prefill_times),
-        "decode_seconds_per_token": median(decode_times),
-        "read_gbs": bandwidth,
-        "torch_version": torch.__version__,
-    }
+        decoder = Decoder(model, cache, args.prompt_tokens, vocab)
+        if args.peer:
+            print(json.dumps(result), flush=True)
+            serve_decode_rounds(decoder)
+            return
+        result["decode_seconds_per_token"] = decoder.run(args.decode_tokens)
+
     text = json.dumps(result)
     print(text)
     if args.out:

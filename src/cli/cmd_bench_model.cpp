@@ -20,6 +20,7 @@
 #include <string>
 
 #include "bench/bench_machine.h"
+#include "bench/torch_peer.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -36,7 +37,8 @@ struct BenchModelOptions {
   std::string variants = "rope,eh,ec";
   std::string weights = "f32,bf16";
   int prompt_tokens = 512;
-  int decode_tokens = 32;
+  int decode_tokens = 16;  // per round
+  int rounds = 5;
   int repeats = 3;
   bool torch = false;
   std::string torch_script = "bench/torch_model.py";
@@ -45,6 +47,19 @@ struct BenchModelOptions {
   std::string csv_path;
   bool quick = false;
 };
+
+// One decode round: ropepp's steps, then PyTorch's, with the read bandwidth
+// measured before, between and after.
+struct DecodeRound {
+  double seconds = 0.0;        // ropepp, median per step
+  double torch_seconds = 0.0;  // 0 without --torch
+  double read_gbs[3] = {0.0, 0.0, 0.0};
+  bool matched = false;        // the three bandwidths within kMatchedBandwidth
+};
+
+// Rounds whose bandwidth moved by more than this factor are left out of the
+// comparison with PyTorch: one side would have run on a faster machine.
+constexpr double kMatchedBandwidth = 1.15;
 
 struct ModelResult {
   std::string preset;
@@ -55,13 +70,16 @@ struct ModelResult {
   double prefill_seconds = 0.0;
   double prefill_gflops = 0.0;
   double gemm_ceiling_gflops = 0.0;
-  double decode_seconds = 0.0;  // median per token
+  double decode_seconds = 0.0;  // median per token over the rounds
   double decode_bytes = 0.0;    // bytes read per token (weights + KV cache)
-  double decode_floor_seconds = 0.0;
-  double read_gbs = 0.0;        // read bandwidth measured around this decode
+  double read_gbs = 0.0;        // median read bandwidth around ropepp's rounds
+  double decode_floor_seconds = 0.0;   // decode_bytes over read_gbs
+  double decode_floor_fraction = 0.0;  // median over rounds of floor / time, each at its own bandwidth
   double torch_prefill_seconds = 0.0;  // 0 when not measured
-  double torch_decode_seconds = 0.0;
-  double torch_read_gbs = 0.0;  // read bandwidth around PyTorch's decode
+  double torch_decode_seconds = 0.0;   // median over the matched rounds
+  double decode_speedup = 0.0;         // median over the matched rounds of PyTorch's time / ropepp's
+  int rounds_matched = 0;
+  std::vector<DecodeRound> rounds;
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -113,12 +131,42 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void measure_ropepp(Model& model, const BenchModelOptions& options, ModelResult& result) {
+double median_of(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// Writes the weights for PyTorch and starts bench/torch_model.py as a peer,
+// which loads them and times its prefill.
+std::unique_ptr<bench::TorchPeer> start_torch(const Model& model, const BenchModelOptions& options,
+                                              const std::filesystem::path& work_dir, ModelResult& result) {
+  const bool bf16 = model.options().weights_precision == MatmulPrecision::kBF16;
+  const std::filesystem::path checkpoint = work_dir / fmt::format("{}-{}", result.preset, result.variant);
+  if (!std::filesystem::exists(checkpoint / "config.json")) model.weights().save(checkpoint, DType::kF32);
+  // With Debian's default pthread OpenBLAS, torch's threads and OpenBLAS's compete
+  // for the cores, so the OpenMP build is loaded instead.
+  const std::string command = fmt::format(
+      "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 {} --model {} --dtype {} "
+      "--prompt-tokens {} --repeats {} --threads {} --peer",
+      options.torch_script, checkpoint.string(), bf16 ? "bf16" : "f32", options.prompt_tokens, options.repeats,
+      num_threads());
+  spdlog::info("running {}", command);
+  try {
+    auto peer = std::make_unique<bench::TorchPeer>(command);
+    result.torch_prefill_seconds = peer->prefill().at("prefill_seconds").get<double>();
+    return peer;
+  } catch (const std::exception& error) {
+    spdlog::error("the PyTorch benchmark failed ({}); its columns stay empty", error.what());
+    return nullptr;
+  }
+}
+
+void measure_prefill(Model& model, const BenchModelOptions& options, KVCache& cache, ModelResult& result) {
   const ModelConfig& config = model.config();
   std::vector<int32_t> tokens(static_cast<size_t>(options.prompt_tokens));
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % config.vocab_size);
   std::vector<float> logits(static_cast<size_t>(config.vocab_size));
-  KVCache cache = model.make_cache(options.prompt_tokens + options.decode_tokens + 1);
 
   ForwardInput input;
   input.tokens = tokens;
@@ -129,74 +177,93 @@ void measure_ropepp(Model& model, const BenchModelOptions& options, ModelResult&
     model.forward(input, logits.data(), forward_options, &cache);
   });
   result.prefill_gflops = prefill_flops(config, options.prompt_tokens) / result.prefill_seconds * 1e-9;
-
-  // Decode after the prompt. The median step time is the per-token time. The
-  // machine's read bandwidth drifts (30-63 GB/s between minutes on the shared
-  // 2-core machine), so it is measured right before and after the decode and
-  // the higher value sets the floor: a stricter floor, never a flattering one.
-  const int64_t read_bytes = options.quick ? (int64_t{8} << 20) : (int64_t{256} << 20);
-  const double read_before = bench::measure_read_gbs(read_bytes, 3);
-  std::vector<double> steps;
-  int32_t token = 1;
-  for (int i = 0; i < options.decode_tokens; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    model.decode(token, cache, logits.data());
-    steps.push_back(seconds_since(start));
-    token = static_cast<int32_t>((token * 31 + 7) % config.vocab_size);
-  }
-  result.read_gbs = std::max(read_before, bench::measure_read_gbs(read_bytes, 3));
-  std::sort(steps.begin(), steps.end());
-  result.decode_seconds = steps[steps.size() / 2];
-  const double mean_cache = options.prompt_tokens + 0.5 * options.decode_tokens;
-  result.decode_bytes = decode_bytes(config, model.options().weights_precision, mean_cache, CacheType::kF32);
 }
 
-// Runs bench/torch_model.py on a checkpoint of the same weights and reads its JSON.
-void measure_torch(const Model& model, const BenchModelOptions& options, const std::filesystem::path& work_dir,
-                   ModelResult& result) {
-  const bool bf16 = model.options().weights_precision == MatmulPrecision::kBF16;
-  const std::filesystem::path checkpoint = work_dir / fmt::format("{}-{}", result.preset, result.variant);
-  if (!std::filesystem::exists(checkpoint / "config.json")) model.weights().save(checkpoint, DType::kF32);
-  const std::filesystem::path out = work_dir / "torch_result.json";
-  std::filesystem::remove(out);
-  // With Debian's default pthread OpenBLAS, torch's threads and OpenBLAS's compete
-  // for the cores, so the OpenMP build is loaded instead. The script's own
-  // output goes to stderr, keeping stdout for the table.
-  const std::string command = fmt::format(
-      "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 {} --model {} --dtype {} "
-      "--prompt-tokens {} --decode-tokens {} --repeats {} --threads {} --out {} 1>&2",
-      options.torch_script, checkpoint.string(), bf16 ? "bf16" : "f32", options.prompt_tokens, options.decode_tokens,
-      options.repeats, num_threads(), out.string());
-  spdlog::info("running {}", command);
-  if (std::system(command.c_str()) != 0 || !std::filesystem::exists(out)) {
-    spdlog::error("the PyTorch benchmark failed (command above); its columns stay empty");
-    return;
+// Decode after the prompt in rounds of options.decode_tokens steps, the median
+// step time of a round being its time per token. This machine's read bandwidth
+// jumps between about 35 and 63 GB/s within seconds, so each round measures it
+// before ropepp's steps, between them and PyTorch's, and after. A round is
+// judged against the higher bandwidth around ropepp's steps (a stricter floor,
+// never a flattering one), and compared with PyTorch only when all three
+// measurements agree within kMatchedBandwidth.
+void measure_decode(Model& model, const BenchModelOptions& options, KVCache& cache, bench::TorchPeer* torch,
+                    ModelResult& result) {
+  const ModelConfig& config = model.config();
+  std::vector<float> logits(static_cast<size_t>(config.vocab_size));
+  const int64_t read_bytes = options.quick ? (int64_t{8} << 20) : (int64_t{256} << 20);
+  const double mean_cache = options.prompt_tokens + 0.5 * options.rounds * options.decode_tokens;
+  result.decode_bytes = decode_bytes(config, model.options().weights_precision, mean_cache, CacheType::kF32);
+
+  int32_t token = 1;
+  for (int round = 0; round < options.rounds; ++round) {
+    DecodeRound r;
+    r.read_gbs[0] = bench::measure_read_gbs(read_bytes, 3);
+    std::vector<double> steps;
+    for (int i = 0; i < options.decode_tokens; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      model.decode(token, cache, logits.data());
+      steps.push_back(seconds_since(start));
+      token = static_cast<int32_t>((token * 31 + 7) % config.vocab_size);
+    }
+    r.seconds = median_of(steps);
+    r.read_gbs[1] = bench::measure_read_gbs(read_bytes, 3);
+    if (torch != nullptr) {
+      r.torch_seconds = torch->decode(options.decode_tokens);
+      r.read_gbs[2] = bench::measure_read_gbs(read_bytes, 3);
+      const auto [low, high] = std::minmax({r.read_gbs[0], r.read_gbs[1], r.read_gbs[2]});
+      r.matched = high <= kMatchedBandwidth * low;
+    }
+    result.rounds.push_back(r);
   }
-  std::ifstream stream(out);
-  const nlohmann::json json = nlohmann::json::parse(stream);
-  result.torch_prefill_seconds = json.at("prefill_seconds").get<double>();
-  result.torch_decode_seconds = json.at("decode_seconds_per_token").get<double>();
-  result.torch_read_gbs = json.value("read_gbs", 0.0);
+
+  std::vector<double> times, bandwidths, fractions, torch_times, speedups;
+  for (const DecodeRound& r : result.rounds) {
+    const double bandwidth = std::max(r.read_gbs[0], r.read_gbs[1]);
+    times.push_back(r.seconds);
+    bandwidths.push_back(bandwidth);
+    fractions.push_back(result.decode_bytes / (bandwidth * 1e9) / r.seconds);
+    if (r.matched) {
+      torch_times.push_back(r.torch_seconds);
+      speedups.push_back(r.torch_seconds / r.seconds);
+    }
+  }
+  result.decode_seconds = median_of(times);
+  result.read_gbs = median_of(bandwidths);
+  result.decode_floor_seconds = result.decode_bytes / (result.read_gbs * 1e9);
+  result.decode_floor_fraction = median_of(fractions);
+  result.rounds_matched = static_cast<int>(speedups.size());
+  if (torch != nullptr && speedups.empty()) {
+    spdlog::warn("{} {} {}: the bandwidth moved in every decode round; comparing PyTorch over all rounds",
+                 result.preset, result.variant, result.weights);
+    for (const DecodeRound& r : result.rounds) {
+      torch_times.push_back(r.torch_seconds);
+      speedups.push_back(r.torch_seconds / r.seconds);
+    }
+  }
+  if (!speedups.empty()) {
+    result.torch_decode_seconds = median_of(torch_times);
+    result.decode_speedup = median_of(speedups);
+  }
 }
 
 std::string format_table(const std::vector<ModelResult>& results) {
   std::string text =
       fmt::format("{:<6} {:<9} {:<5} {:>8} | {:>10} {:>8} {:>7} {:>8} | {:>9} {:>6} {:>9} {:>7} {:>8} {:>6}\n",
                   "model", "variant", "wts", "params", "prefill/s", "GFLOP/s", "%gemm", "vs torch", "decode/s", "GB/s",
-                  "floor/s", "%floor", "vs torch", "GB/s");
+                  "floor/s", "%floor", "vs torch", "rounds");
   for (const ModelResult& r : results) {
     const double prefill_rate = r.prompt_tokens / r.prefill_seconds;
     const double decode_rate = 1.0 / r.decode_seconds;
     const std::string prefill_speedup =
         r.torch_prefill_seconds > 0 ? fmt::format("{:.2f}x", r.torch_prefill_seconds / r.prefill_seconds) : "-";
-    const std::string decode_speedup =
-        r.torch_decode_seconds > 0 ? fmt::format("{:.2f}x", r.torch_decode_seconds / r.decode_seconds) : "-";
+    const std::string decode_speedup = r.decode_speedup > 0 ? fmt::format("{:.2f}x", r.decode_speedup) : "-";
+    const std::string matched =
+        r.torch_prefill_seconds > 0 ? fmt::format("{}/{}", r.rounds_matched, r.rounds.size()) : "-";
     text += fmt::format("{:<6} {:<9} {:<5} {:>7.1f}M | {:>10.1f} {:>8.1f} {:>6.1f}% {:>8} | {:>9.1f} {:>6.1f} "
                         "{:>9.1f} {:>6.1f}% {:>8} {:>6}\n",
                         r.preset, r.variant, r.weights, r.parameters / 1e6, prefill_rate, r.prefill_gflops,
                         100.0 * r.prefill_gflops / r.gemm_ceiling_gflops, prefill_speedup, decode_rate, r.read_gbs,
-                        1.0 / r.decode_floor_seconds, 100.0 * r.decode_floor_seconds / r.decode_seconds,
-                        decode_speedup, r.torch_read_gbs > 0 ? fmt::format("{:.1f}", r.torch_read_gbs) : "-");
+                        1.0 / r.decode_floor_seconds, 100.0 * r.decode_floor_fraction, decode_speedup, matched);
   }
   return text;
 }
@@ -218,23 +285,27 @@ nlohmann::ordered_json to_json(const ModelResult& r) {
   json["decode_bytes_per_token"] = r.decode_bytes;
   json["read_gbs"] = r.read_gbs;
   json["decode_floor_seconds"] = r.decode_floor_seconds;
-  json["decode_fraction_of_floor"] = r.decode_floor_seconds / r.decode_seconds;
+  json["decode_fraction_of_floor"] = r.decode_floor_fraction;
+  json["decode_rounds"] = nlohmann::ordered_json::array();
+  for (const DecodeRound& round : r.rounds) {
+    nlohmann::ordered_json item = {{"seconds_per_token", round.seconds},
+                                   {"read_gbs", {round.read_gbs[0], round.read_gbs[1]}}};
+    if (r.torch_prefill_seconds > 0) {
+      item["torch_seconds_per_token"] = round.torch_seconds;
+      item["read_gbs"].push_back(round.read_gbs[2]);
+      item["matched"] = round.matched;
+    }
+    json["decode_rounds"].push_back(item);
+  }
   if (r.torch_prefill_seconds > 0) {
     json["torch_prefill_seconds"] = r.torch_prefill_seconds;
     json["torch_decode_seconds_per_token"] = r.torch_decode_seconds;
     json["prefill_speedup_vs_torch"] = r.torch_prefill_seconds / r.prefill_seconds;
-    json["decode_speedup_vs_torch"] = r.torch_decode_seconds / r.decode_seconds;
-    json["torch_read_gbs"] = r.torch_read_gbs;
-    // PyTorch's decode time moved to the bandwidth ropepp saw, as if both ran
-    // in the same minute. Exact for a decode bound by memory; it favours
-    // ropepp when PyTorch ran at the higher bandwidth and is partly bound by
-    // its own overheads, and PyTorch in the opposite case.
-    if (r.torch_read_gbs > 0) {
-      json["decode_speedup_vs_torch_same_bandwidth"] =
-          r.torch_decode_seconds * (r.torch_read_gbs / r.read_gbs) / r.decode_seconds;
-    }
+    json["decode_speedup_vs_torch"] = r.decode_speedup;
+    json["decode_rounds_matched"] = r.rounds_matched;
     // The most any implementation could lead PyTorch by: the whole prefill at
-    // the GEMM ceiling, and the decode at the bandwidth floor.
+    // the GEMM ceiling, and the decode at the bandwidth floor (an estimate for
+    // decode: the floor is at the median bandwidth of all rounds).
     json["prefill_speedup_bound_vs_torch"] =
         r.torch_prefill_seconds * r.gemm_ceiling_gflops / (r.prefill_gflops * r.prefill_seconds);
     json["decode_speedup_bound_vs_torch"] = r.torch_decode_seconds / r.decode_floor_seconds;
@@ -246,13 +317,13 @@ std::string to_csv(const std::vector<ModelResult>& results) {
   std::string text =
       "preset,variant,weights,parameters,prompt_tokens,prefill_seconds,prefill_gflops,gemm_ceiling_gflops,"
       "decode_seconds_per_token,decode_bytes_per_token,read_gbs,decode_floor_seconds,torch_prefill_seconds,"
-      "torch_decode_seconds_per_token,torch_read_gbs\n";
+      "torch_decode_seconds_per_token,decode_speedup_vs_torch,decode_rounds_matched\n";
   for (const ModelResult& r : results) {
-    text += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n",
+    text += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{}\n",
                         r.preset, r.variant, r.weights, r.parameters, r.prompt_tokens, r.prefill_seconds,
                         r.prefill_gflops, r.gemm_ceiling_gflops, r.decode_seconds, r.decode_bytes, r.read_gbs,
-                        r.decode_floor_seconds,
-                        r.torch_prefill_seconds, r.torch_decode_seconds, r.torch_read_gbs);
+                        r.decode_floor_seconds, r.torch_prefill_seconds, r.torch_decode_seconds, r.decode_speedup,
+                        r.rounds_matched);
   }
   return text;
 }
@@ -262,10 +333,12 @@ int run_bench_model(BenchModelOptions options) {
     options.presets = "tiny";
     options.prompt_tokens = 64;
     options.decode_tokens = 8;
+    options.rounds = 2;
     options.repeats = 1;
   }
-  ROPEPP_CHECK(options.prompt_tokens >= 1 && options.decode_tokens >= 1 && options.repeats >= 1,
-               "--prompt-tokens, --decode-tokens and --repeats must be >= 1");
+  ROPEPP_CHECK(options.prompt_tokens >= 1 && options.decode_tokens >= 1 && options.rounds >= 1 &&
+                   options.repeats >= 1,
+               "--prompt-tokens, --decode-tokens, --rounds and --repeats must be >= 1");
 
   spdlog::info("measuring the machine's ceilings ({} threads)", num_threads());
   const bench::MachineCeilings ceilings =
@@ -306,9 +379,11 @@ int run_bench_model(BenchModelOptions options) {
             precision == MatmulPrecision::kBF16 ? ceilings.bf16_gemm_gflops : ceilings.sgemm_gflops;
         spdlog::info("{} {} {} weights: prefill {} tokens, decode {} tokens", preset, result.variant, weights_text,
                      options.prompt_tokens, options.decode_tokens);
-        measure_ropepp(model, options, result);
-        result.decode_floor_seconds = result.decode_bytes / (result.read_gbs * 1e9);
-        if (options.torch) measure_torch(model, options, work_dir, result);
+        KVCache cache = model.make_cache(options.prompt_tokens + options.rounds * options.decode_tokens + 1);
+        measure_prefill(model, options, cache, result);
+        std::unique_ptr<bench::TorchPeer> torch;
+        if (options.torch) torch = start_torch(model, options, work_dir, result);
+        measure_decode(model, options, cache, torch.get(), result);
         results.push_back(result);
 
         weights = std::move(model.mutable_weights());
@@ -345,7 +420,10 @@ void register_bench_model(CLI::App& app, Commands& commands) {
   command->add_option("--weights", options->weights, "Comma-separated weight precisions: f32, bf16")
       ->capture_default_str();
   command->add_option("--prompt-tokens", options->prompt_tokens, "Prefill length in tokens")->capture_default_str();
-  command->add_option("--decode-tokens", options->decode_tokens, "Tokens decoded after the prompt")
+  command->add_option("--decode-tokens", options->decode_tokens, "Tokens decoded per round after the prompt")
+      ->capture_default_str();
+  command->add_option("--rounds", options->rounds,
+                      "Decode rounds; with --torch ropepp and PyTorch alternate, one round each at a time")
       ->capture_default_str();
   command->add_option("--repeats", options->repeats, "Timed prefills per case; the median is reported")
       ->capture_default_str();
@@ -356,7 +434,7 @@ void register_bench_model(CLI::App& app, Commands& commands) {
                       "Folder for the checkpoints given to PyTorch (default: a temporary folder, removed after)");
   command->add_option("--json", options->json_path, "Also write the results as JSON to this file");
   command->add_option("--csv", options->csv_path, "Also write the results as CSV to this file");
-  command->add_flag("--quick", options->quick, "Smoke run: tiny preset, 64-token prompt, 8 decoded tokens");
+  command->add_flag("--quick", options->quick, "Smoke run: tiny preset, 64-token prompt, 2 rounds of 8 tokens");
   commands.push_back(Command{command, [options] { return run_bench_model(*options); }});
 }
 

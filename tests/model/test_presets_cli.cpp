@@ -141,5 +141,65 @@ TEST(ModelCli, BenchModelQuickWritesJson) {
   EXPECT_GT(json.at("machine").at("sgemm_gflops").get<double>(), 0.0);
 }
 
+// A stand-in for bench/torch_model.py --peer: fixed prefill and decode times,
+// so the alternation of decode rounds can be checked without PyTorch.
+constexpr const char* kFakePeer = R"(import json, sys
+print(json.dumps({"prefill_seconds": 0.5}), flush=True)
+for line in iter(sys.stdin.readline, ""):
+    if line.split()[0] == "quit":
+        break
+    print(json.dumps({"decode_seconds_per_token": 0.25}), flush=True)
+)";
+
+TEST(ModelCli, BenchModelAlternatesWithPeer) {
+  if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
+  test::TempDir temp;
+  const auto script = temp.path() / "peer.py";
+  std::ofstream(script) << kFakePeer;
+  const auto json_path = temp.path() / "bench.json";
+  ASSERT_EQ(run(fmt::format("bench model --quick --variants rope --weights f32 --torch --torch-script {} "
+                            "--work-dir {} --json {} > /dev/null",
+                            script.string(), (temp.path() / "work").string(), json_path.string())),
+            0);
+
+  std::ifstream stream(json_path);
+  const nlohmann::json result = nlohmann::json::parse(stream).at("results")[0];
+  EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
+  const nlohmann::json& rounds = result.at("decode_rounds");
+  ASSERT_EQ(rounds.size(), 2u);  // --quick runs two rounds
+  int matched = 0;
+  for (const nlohmann::json& round : rounds) {
+    EXPECT_EQ(round.at("torch_seconds_per_token").get<double>(), 0.25);
+    EXPECT_EQ(round.at("read_gbs").size(), 3u);
+    matched += round.at("matched").get<bool>() ? 1 : 0;
+  }
+  EXPECT_EQ(result.at("decode_rounds_matched").get<int>(), matched);
+  // Every round of the tiny model decodes in far less than the peer's 0.25 s.
+  EXPECT_GT(result.at("decode_speedup_vs_torch").get<double>(), 1.0);
+}
+
+TEST(ModelCli, BenchModelSurvivesFailedPeer) {
+  if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
+  test::TempDir temp;
+  const auto script = temp.path() / "peer.py";
+  std::ofstream(script) << "print('not json')\n";
+  const auto json_path = temp.path() / "bench.json";
+  const auto log_path = temp.path() / "log.txt";
+  const std::string command =
+      fmt::format("{} bench model --quick --variants rope --weights f32 --torch --torch-script {} --work-dir {} "
+                  "--json {} > {} 2>&1",
+                  ROPEPP_BINARY, script.string(), (temp.path() / "work").string(), json_path.string(),
+                  log_path.string());
+  ASSERT_EQ(std::system(command.c_str()), 0);
+
+  std::ifstream stream(json_path);
+  const nlohmann::json result = nlohmann::json::parse(stream).at("results")[0];
+  EXPECT_FALSE(result.contains("torch_prefill_seconds"));
+  EXPECT_GT(result.at("decode_tokens_per_second").get<double>(), 0.0);
+  std::ifstream log(log_path);
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("not json"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ropepp
