@@ -275,7 +275,8 @@ TEST(AttentionDecode, MatchesReferenceTable) {
         const HeadCounts heads = (variant == Variant::kEH ? kEHHeads : kVanillaHeads)[counter % 4];
         c.num_attention_heads = heads.heads;
         c.num_key_value_heads = heads.kv_heads;
-        c.head_dim = counter % 2 == 0 ? 64 : 128;
+        // As the counter advances, each cache type meets both head sizes.
+        c.head_dim = (counter / 2) % 2 == 0 ? 64 : 128;
         c.n_keys = length;
         c.n_queries = std::min(length, query_counts[counter % 5]);
         c.type = type;
@@ -306,6 +307,11 @@ TEST(AttentionDecode, EverySimdTargetMatchesReference) {
       c.n_queries = 3;
       c.type = type;
       SCOPED_TRACE(simd_target_name(target));
+      check_against_reference(c);
+
+      // 144 columns: a wide slice of the value pass, then single vectors.
+      c.head_dim = 144;
+      c.n_keys = 70;
       check_against_reference(c);
 
       // An odd head_dim leaves a tail after the last full vector.
