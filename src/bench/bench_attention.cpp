@@ -127,10 +127,12 @@ DecodeResult time_decode(const AttentionBenchOptions& options, Variant variant, 
   args.query_positions = &position;
 
   int layer = 0;
+  const double read_before = measure_read_gbs(options.decode_working_set_bytes, 3);
   result.seconds = median_seconds(options.decode_repeats, [&] {
     attention_forward_cached(args, q.data(), cache.view(layer), out.data(), lse.data());
     layer = (layer + 1) % n_layers;
   });
+  result.read_gbs = std::max(read_before, measure_read_gbs(options.decode_working_set_bytes, 3));
   return result;
 }
 
@@ -138,6 +140,14 @@ std::string join(const std::vector<int64_t>& values) {
   std::string text;
   for (const int64_t value : values) text += (text.empty() ? "" : ",") + std::to_string(value);
   return text;
+}
+
+// A variant's decode time over RoPE's, both moved to the same bandwidth: the
+// ratio of their times over their floors, since decode is bound by memory and
+// the two cases ran seconds apart at possibly different bandwidths.
+double relative_to_vanilla(const DecodeResult& r, const DecodeResult& vanilla) {
+  return (r.seconds / r.floor_seconds()) / (vanilla.seconds / vanilla.floor_seconds()) *
+         (static_cast<double>(r.cache_bytes) / vanilla.cache_bytes);
 }
 
 }  // namespace
@@ -263,22 +273,22 @@ std::string format_attention(const AttentionReport& report) {
     text += line + "\n";
   }
 
-  text += fmt::format("\nDecode of one token (floor: cache bytes / read bandwidth {:.1f} GB/s; vs rope: time over "
-                      "RoPE's at the same cache)\n", machine.read_gbs);
-  text += fmt::format("{:<9} {:>5} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8}\n", "variant", "cache", "tokens", "MiB",
-                      "ms", "GB/s", "x floor", "vs rope", "x torch");
+  text += fmt::format("\nDecode of one token (floor: cache bytes / read bandwidth measured around each case, {}; "
+                      "vs rope: time over RoPE's at the same cache and the same bandwidth)\n", "\"read\"");
+  text += fmt::format("{:<9} {:>5} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "variant", "cache", "tokens",
+                      "MiB", "ms", "GB/s", "read", "x floor", "vs rope", "x torch");
   for (const DecodeResult& r : report.decode) {
-    double vanilla_s = 0.0;
+    const DecodeResult* vanilla = nullptr;
     for (const DecodeResult& other : report.decode) {
       if (other.variant == Variant::kVanilla && other.type == r.type && other.cache_tokens == r.cache_tokens) {
-        vanilla_s = other.seconds;
+        vanilla = &other;
       }
     }
-    const double floor_s = static_cast<double>(r.cache_bytes) / (machine.read_gbs * 1e9);
-    text += fmt::format("{:<9} {:>5} {:>7} {:>9.1f} {:>9.3f} {:>8.1f} {:>9.2f} {:>8} {:>8}\n", variant_name(r.variant),
-                        cache_type_name(r.type), r.cache_tokens, r.cache_bytes / 1048576.0, r.seconds * 1e3,
-                        r.cache_bytes / r.seconds * 1e-9, r.seconds / floor_s,
-                        vanilla_s > 0 ? fmt::format("{:.2f}", r.seconds / vanilla_s) : "-",
+    text += fmt::format("{:<9} {:>5} {:>7} {:>9.1f} {:>9.3f} {:>8.1f} {:>8.1f} {:>9.2f} {:>8} {:>8}\n",
+                        variant_name(r.variant), cache_type_name(r.type), r.cache_tokens, r.cache_bytes / 1048576.0,
+                        r.seconds * 1e3, r.cache_bytes / r.seconds * 1e-9, r.read_gbs,
+                        r.seconds / r.floor_seconds(),
+                        vanilla != nullptr ? fmt::format("{:.2f}", relative_to_vanilla(r, *vanilla)) : "-",
                         r.torch_s ? fmt::format("{:.1f}", *r.torch_s / r.seconds) : "-");
   }
   return text;
@@ -311,13 +321,14 @@ nlohmann::ordered_json to_json(const AttentionReport& report) {
     json["prefill"].push_back(row);
   }
   for (const DecodeResult& r : report.decode) {
-    const double floor_s = static_cast<double>(r.cache_bytes) / (machine.read_gbs * 1e9);
+    const double floor_s = r.floor_seconds();
     nlohmann::ordered_json row = {{"variant", short_variant(r.variant)},
                                   {"cache_type", cache_type_name(r.type)},
                                   {"cache_tokens", r.cache_tokens},
                                   {"cache_bytes", r.cache_bytes},
                                   {"seconds", r.seconds},
                                   {"gbs", r.cache_bytes / r.seconds * 1e-9},
+                                  {"read_gbs", r.read_gbs},
                                   {"floor_s", floor_s},
                                   {"over_floor", r.seconds / floor_s}};
     if (r.torch_s) row["torch_s"] = *r.torch_s;
@@ -342,7 +353,7 @@ std::string to_csv(const AttentionReport& report) {
     }
   }
   for (const DecodeResult& r : report.decode) {
-    const double floor_s = static_cast<double>(r.cache_bytes) / (machine.read_gbs * 1e9);
+    const double floor_s = r.floor_seconds();
     csv += fmt::format("decode,{},{},{},{:.6g},{:.6g},{:.4f},{}\n", short_variant(r.variant), cache_type_name(r.type),
                        r.cache_tokens, r.seconds, r.cache_bytes / r.seconds * 1e-9, r.seconds / floor_s,
                        torch(r.torch_s));

@@ -51,7 +51,13 @@ struct DecodeResult {
   int64_t cache_tokens = 0;
   int64_t cache_bytes = 0;  // keys and values of one layer
   double seconds = 0.0;
+  // Read bandwidth measured right before and after the timed calls (the
+  // higher one), in GB/s: the floor of this case, because the machine's
+  // bandwidth drifts between cases.
+  double read_gbs = 0.0;
   std::optional<double> torch_s;
+
+  double floor_seconds() const { return static_cast<double>(cache_bytes) / (read_gbs * 1e9); }
 };
 
 struct AttentionReport {

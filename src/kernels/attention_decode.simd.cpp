@@ -205,9 +205,9 @@ void gather_rows(const DecodeChunk& chunk, const void* base, int64_t block_begin
 }
 
 // Adds the dot products of query rows q0 and q1 with four keys to s0[0..3]
-// and s1[0..3]. Both rows share every key load, and each key row is read front
-// to back before the next: reading the four rows side by side, 512 bytes apart
-// for head_dim 128, ran the key pass at about half the read bandwidth.
+// and s1[0..3]. Both rows share every key load. Each key row is read front to
+// back before the next, because reading the four rows side by side (512 bytes
+// apart for head_dim 128) ran the key pass at about half the read bandwidth.
 inline void score_two_rows(const float* q0, const float* q1, const float* const* keys, int d, float* s0, float* s1) {
   Vec a[4], b[4];
   int tail_begin = 0;
@@ -363,8 +363,8 @@ int accumulate_slices(const T* const* values, int n_keys, const float* p0, const
 // Vectors per slice in the wide pass of accumulate_block: a 128-float head row
 // in one slice with AVX-512 (2 x 8 accumulators and 8 loaded values of the 32
 // registers), 32 floats with AVX2's 16 registers. One slice per head row reads
-// each value row front to back; slices of 32 floats read a block of rows
-// 512 bytes apart, which measured 4-5x under the read bandwidth.
+// each value row front to back. Narrower slices visit every row of the block
+// once per slice, 512 bytes apart, which hardware prefetchers follow poorly.
 constexpr int kWideVectors = kWidth == 16 ? 8 : (kWidth == 8 ? 4 : 1);
 
 // acc[r] += sum over keys of p[r][jj] * values[jj]. Two rows at a time share
@@ -454,6 +454,10 @@ void update_row(const DecodeChunk& chunk, int r, float* scores) {
   chunk.row_max[r] = new_max;
 }
 
+// Key blocks between the block being read and the one prefetched; 2 and 4
+// measured no better than 1 at 32k cached tokens.
+constexpr int kPrefetchBlocks = 1;
+
 // Asks for the cache lines of tokens [begin, end) of one head ahead of use.
 void prefetch_tokens(const DecodeChunk& chunk, const void* base, int64_t begin, int64_t end) {
   if (begin >= end) return;
@@ -483,8 +487,9 @@ void decode_chunk(const DecodeChunk& chunk) {
   for (int64_t block = chunk.key_begin; block < chunk.key_end; block += kDecodeKeyBlock) {
     const int n_keys = static_cast<int>(std::min<int64_t>(kDecodeKeyBlock, chunk.key_end - block));
 
-    const int64_t next_end = std::min<int64_t>(block + 2 * kDecodeKeyBlock, chunk.key_end);
-    prefetch_tokens(chunk, chunk.keys, block + kDecodeKeyBlock, next_end);
+    const int64_t next_begin = block + kPrefetchBlocks * kDecodeKeyBlock;
+    const int64_t next_end = std::min<int64_t>(next_begin + kDecodeKeyBlock, chunk.key_end);
+    prefetch_tokens(chunk, chunk.keys, next_begin, next_end);
 
     // 1. Scores: each key row is read (and converted) once for all query rows.
     if (keys_in_registers && bf16) {
@@ -506,7 +511,7 @@ void decode_chunk(const DecodeChunk& chunk) {
     }
 
     // 3. Weighted values, likewise read once for all query rows.
-    prefetch_tokens(chunk, chunk.values, block + kDecodeKeyBlock, next_end);
+    prefetch_tokens(chunk, chunk.values, next_begin, next_end);
     if (bf16) {
       point_rows(chunk, chunk.values, block, n_keys, rows_bf16);
       accumulate_block<bf16_t>(chunk, rows_bf16, n_keys);
