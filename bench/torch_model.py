@@ -182,7 +182,7 @@ class Decoder:
 
 
 def serve_decode_rounds(decoder):
-    """Answers "decode N" lines on stdin with one JSON line each, until "quit" or end of input."""
+    """Replies to each "decode N" line on stdin with one JSON line, until "quit" or end of input."""
     for line in iter(sys.stdin.readline, ""):
         words = line.split()
         if not words or words[0] == "quit":

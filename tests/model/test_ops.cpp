@@ -51,7 +51,7 @@ std::vector<SimdTarget> supported_targets() {
 
 // Row counts cover the GEMV (<= 8, including groups of 4 with a remainder) and
 // GEMM paths; odd sizes exercise the vector tails and output counts that the
-// GEMV's blocks of 8, 4 or 2 weight rows do not divide. The last three shapes
+// GEMV's blocks of 4 or 2 weight rows (several rows of x) do not divide. The last three shapes
 // are above the GEMV's threading threshold (2^18 weights), so each thread's
 // share ends inside a block. Tolerance: f32 sums of up to 515 products of
 // unit-variance values, relative to the largest output: 1e-5.

@@ -201,5 +201,25 @@ TEST(ModelCli, BenchModelSurvivesFailedPeer) {
   EXPECT_NE(text.find("not json"), std::string::npos);
 }
 
+// A peer that dies after its prefill line: the decode columns stay empty and
+// the benchmark still finishes.
+TEST(ModelCli, BenchModelSurvivesPeerDyingInDecode) {
+  if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
+  test::TempDir temp;
+  const auto script = temp.path() / "peer.py";
+  std::ofstream(script) << "print('{\"prefill_seconds\": 0.5}', flush=True)\n";
+  const auto json_path = temp.path() / "bench.json";
+  ASSERT_EQ(run(fmt::format("bench model --quick --variants rope --weights f32 --torch --torch-script {} "
+                            "--work-dir {} --json {} > /dev/null",
+                            script.string(), (temp.path() / "work").string(), json_path.string())),
+            0);
+
+  std::ifstream stream(json_path);
+  const nlohmann::json result = nlohmann::json::parse(stream).at("results")[0];
+  EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
+  EXPECT_FALSE(result.contains("decode_speedup_vs_torch"));
+  EXPECT_GT(result.at("decode_tokens_per_second").get<double>(), 0.0);
+}
+
 }  // namespace
 }  // namespace ropepp
