@@ -141,6 +141,23 @@ TEST(ModelCli, BenchModelQuickWritesJson) {
   EXPECT_GT(json.at("machine").at("sgemm_gflops").get<double>(), 0.0);
 }
 
+// Runs `bench model --quick` on the RoPE preset with a peer script of the
+// given text in place of bench/torch_model.py, and returns the one result of
+// its JSON. The program's output goes to log.txt in the temporary folder.
+nlohmann::json bench_with_peer(const test::TempDir& temp, const std::string& peer_text) {
+  const auto script = temp.path() / "peer.py";
+  std::ofstream(script) << peer_text;
+  const auto json_path = temp.path() / "bench.json";
+  const std::string command =
+      fmt::format("{} bench model --quick --variants rope --weights f32 --torch --torch-script {} --work-dir {} "
+                  "--json {} > {} 2>&1",
+                  ROPEPP_BINARY, script.string(), (temp.path() / "work").string(), json_path.string(),
+                  (temp.path() / "log.txt").string());
+  EXPECT_EQ(std::system(command.c_str()), 0);
+  std::ifstream stream(json_path);
+  return nlohmann::json::parse(stream).at("results")[0];
+}
+
 // A stand-in for bench/torch_model.py --peer: fixed prefill and decode times,
 // so the alternation of decode rounds can be checked without PyTorch.
 constexpr const char* kFakePeer = R"(import json, sys
@@ -154,16 +171,8 @@ for line in iter(sys.stdin.readline, ""):
 TEST(ModelCli, BenchModelAlternatesWithPeer) {
   if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
   test::TempDir temp;
-  const auto script = temp.path() / "peer.py";
-  std::ofstream(script) << kFakePeer;
-  const auto json_path = temp.path() / "bench.json";
-  ASSERT_EQ(run(fmt::format("bench model --quick --variants rope --weights f32 --torch --torch-script {} "
-                            "--work-dir {} --json {} > /dev/null",
-                            script.string(), (temp.path() / "work").string(), json_path.string())),
-            0);
+  const nlohmann::json result = bench_with_peer(temp, kFakePeer);
 
-  std::ifstream stream(json_path);
-  const nlohmann::json result = nlohmann::json::parse(stream).at("results")[0];
   EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
   const nlohmann::json& rounds = result.at("decode_rounds");
   ASSERT_EQ(rounds.size(), 2u);  // --quick runs two rounds
@@ -181,22 +190,11 @@ TEST(ModelCli, BenchModelAlternatesWithPeer) {
 TEST(ModelCli, BenchModelSurvivesFailedPeer) {
   if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
   test::TempDir temp;
-  const auto script = temp.path() / "peer.py";
-  std::ofstream(script) << "print('not json')\n";
-  const auto json_path = temp.path() / "bench.json";
-  const auto log_path = temp.path() / "log.txt";
-  const std::string command =
-      fmt::format("{} bench model --quick --variants rope --weights f32 --torch --torch-script {} --work-dir {} "
-                  "--json {} > {} 2>&1",
-                  ROPEPP_BINARY, script.string(), (temp.path() / "work").string(), json_path.string(),
-                  log_path.string());
-  ASSERT_EQ(std::system(command.c_str()), 0);
+  const nlohmann::json result = bench_with_peer(temp, "print('not json')\n");
 
-  std::ifstream stream(json_path);
-  const nlohmann::json result = nlohmann::json::parse(stream).at("results")[0];
   EXPECT_FALSE(result.contains("torch_prefill_seconds"));
   EXPECT_GT(result.at("decode_tokens_per_second").get<double>(), 0.0);
-  std::ifstream log(log_path);
+  std::ifstream log(temp.path() / "log.txt");
   const std::string text((std::istreambuf_iterator<char>(log)), {});
   EXPECT_NE(text.find("not json"), std::string::npos);
 }
@@ -206,16 +204,8 @@ TEST(ModelCli, BenchModelSurvivesFailedPeer) {
 TEST(ModelCli, BenchModelSurvivesPeerDyingInDecode) {
   if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
   test::TempDir temp;
-  const auto script = temp.path() / "peer.py";
-  std::ofstream(script) << "print('{\"prefill_seconds\": 0.5}', flush=True)\n";
-  const auto json_path = temp.path() / "bench.json";
-  ASSERT_EQ(run(fmt::format("bench model --quick --variants rope --weights f32 --torch --torch-script {} "
-                            "--work-dir {} --json {} > /dev/null",
-                            script.string(), (temp.path() / "work").string(), json_path.string())),
-            0);
+  const nlohmann::json result = bench_with_peer(temp, "print('{\"prefill_seconds\": 0.5}', flush=True)\n");
 
-  std::ifstream stream(json_path);
-  const nlohmann::json result = nlohmann::json::parse(stream).at("results")[0];
   EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
   EXPECT_FALSE(result.contains("decode_speedup_vs_torch"));
   EXPECT_GT(result.at("decode_tokens_per_second").get<double>(), 0.0);
