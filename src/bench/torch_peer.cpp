@@ -1,16 +1,30 @@
 #include "bench/torch_peer.h"
 
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
+#include <thread>
 
 #include "core/error.h"
 
 namespace ropepp::bench {
+namespace {
+
+// Longest wait for one line from the peer. Loading a 1.5B checkpoint in f32
+// and timing its prefills takes minutes in PyTorch; a peer silent for longer
+// is taken as hung and killed.
+constexpr int kLineTimeoutSeconds = 900;
+
+// Longest line accepted from the peer; its replies are a few hundred bytes.
+constexpr size_t kMaxLineBytes = size_t{1} << 20;
+
+}  // namespace
 
 TorchPeer::TorchPeer(const std::string& command) : command_(command) {
   // A peer that dies must surface as an error from read_line, not as SIGPIPE
@@ -35,10 +49,9 @@ TorchPeer::TorchPeer(const std::string& command) : command_(command) {
 
   ::close(to_child[0]);
   ::close(from_child[1]);
-  to_peer_ = ::fdopen(to_child[1], "w");
-  from_peer_ = ::fdopen(from_child[0], "r");
+  to_peer_ = to_child[1];
+  from_peer_ = from_child[0];
   try {
-    ROPEPP_CHECK(to_peer_ != nullptr && from_peer_ != nullptr, "failed to open the PyTorch peer's pipes");
     prefill_ = read_line();
   } catch (...) {
     // The destructor does not run for a constructor that throws.
@@ -50,37 +63,65 @@ TorchPeer::TorchPeer(const std::string& command) : command_(command) {
 TorchPeer::~TorchPeer() { shutdown(); }
 
 void TorchPeer::shutdown() {
-  if (to_peer_ != nullptr) {
-    std::fputs("quit\n", to_peer_);
-    std::fclose(to_peer_);
-    to_peer_ = nullptr;
+  if (to_peer_ >= 0) {
+    static constexpr char kQuit[] = "quit\n";
+    [[maybe_unused]] const ssize_t written = ::write(to_peer_, kQuit, sizeof(kQuit) - 1);
+    ::close(to_peer_);
+    to_peer_ = -1;
   }
-  if (from_peer_ != nullptr) {
-    std::fclose(from_peer_);
-    from_peer_ = nullptr;
+  if (from_peer_ >= 0) {
+    ::close(from_peer_);
+    from_peer_ = -1;
   }
   if (pid_ > 0) {
+    // Give the peer a few seconds to quit, then kill it.
     int status = 0;
-    ::waitpid(pid_, &status, 0);
+    for (int i = 0; i < 100 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (::waitpid(pid_, &status, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+    }
     pid_ = -1;
   }
 }
 
 nlohmann::json TorchPeer::read_line() {
-  std::string line;
-  int c = 0;
-  while ((c = std::fgetc(from_peer_)) != EOF && c != '\n') line.push_back(static_cast<char>(c));
-  ROPEPP_CHECK(!line.empty(), "the PyTorch peer ({}) exited without a result; its messages are above", command_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kLineTimeoutSeconds);
+  size_t newline = pending_.find('\n');
+  while (newline == std::string::npos) {
+    ROPEPP_CHECK(pending_.size() <= kMaxLineBytes,
+                 "the PyTorch peer ({}) printed over {} bytes without a line break", command_, kMaxLineBytes);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd descriptor{from_peer_, POLLIN, 0};
+    const int ready = ::poll(&descriptor, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      ::kill(pid_, SIGKILL);
+      fail("the PyTorch peer ({}) printed nothing for {} s and was killed", command_, kLineTimeoutSeconds);
+    }
+    char buffer[4096];
+    const ssize_t n = ::read(from_peer_, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    ROPEPP_CHECK(n > 0, "the PyTorch peer ({}) exited without a result; its messages are above", command_);
+    pending_.append(buffer, static_cast<size_t>(n));
+    newline = pending_.find('\n');
+  }
+
+  const std::string line = pending_.substr(0, newline);
+  pending_.erase(0, newline + 1);
   try {
     return nlohmann::json::parse(line);
   } catch (const nlohmann::json::exception& error) {
-    fail("the PyTorch peer printed '{}' where a JSON line was expected: {}", line, error.what());
+    fail("the PyTorch peer printed '{}' where a JSON line was expected: {}", line.substr(0, 200), error.what());
   }
 }
 
 double TorchPeer::decode(int tokens) {
-  std::fprintf(to_peer_, "decode %d\n", tokens);
-  std::fflush(to_peer_);
+  const std::string request = "decode " + std::to_string(tokens) + "\n";
+  ROPEPP_CHECK(::write(to_peer_, request.data(), request.size()) == static_cast<ssize_t>(request.size()),
+               "failed to send a decode request to the PyTorch peer ({}): {}", command_, std::strerror(errno));
   const nlohmann::json reply = read_line();
   ROPEPP_CHECK(reply.contains("decode_seconds_per_token") && reply["decode_seconds_per_token"].is_number(),
                "the PyTorch peer's reply '{}' has no number decode_seconds_per_token", reply.dump());

@@ -6,7 +6,6 @@
 
 #include <sys/types.h>
 
-#include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -17,7 +16,8 @@ class TorchPeer {
  public:
   // Starts `/bin/sh -c command` with pipes on its stdin and stdout, and reads
   // the first JSON line (the prefill result). Throws ropepp::Error when the
-  // process cannot start or its first line is not JSON.
+  // process cannot start, exits, stays silent for 15 minutes, or its first
+  // line is not JSON.
   explicit TorchPeer(const std::string& command);
   ~TorchPeer();
   TorchPeer(const TorchPeer&) = delete;
@@ -30,13 +30,15 @@ class TorchPeer {
 
  private:
   nlohmann::json read_line();
-  // Asks the peer to quit, closes the pipes and waits for the process.
+  // Asks the peer to quit, closes the pipes and waits for the process,
+  // killing it after 5 seconds.
   void shutdown();
 
   std::string command_;
   pid_t pid_ = -1;
-  FILE* to_peer_ = nullptr;
-  FILE* from_peer_ = nullptr;
+  int to_peer_ = -1;    // the peer's stdin
+  int from_peer_ = -1;  // the peer's stdout
+  std::string pending_;  // bytes read past the last complete line
   nlohmann::json prefill_;
 };
 

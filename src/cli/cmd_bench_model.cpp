@@ -147,7 +147,7 @@ std::unique_ptr<bench::TorchPeer> start_torch(const Model& model, const BenchMod
   // With Debian's default pthread OpenBLAS, torch's threads and OpenBLAS's compete
   // for the cores, so the OpenMP build is loaded instead.
   const std::string command = fmt::format(
-      "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 {} --model {} --dtype {} "
+      "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp exec /usr/bin/python3 {} --model {} --dtype {} "
       "--prompt-tokens {} --repeats {} --threads {} --peer",
       options.torch_script, checkpoint.string(), bf16 ? "bf16" : "f32", options.prompt_tokens, options.repeats,
       num_threads());
