@@ -16,12 +16,12 @@
 namespace ropepp::bench {
 namespace {
 
-// Longest wait for one line from the peer. Loading a 1.5B checkpoint in f32
+// Maximum wait for one line from the peer. Loading a 1.5B checkpoint in f32
 // and timing its prefills takes minutes in PyTorch; a peer silent for longer
 // is taken as hung and killed.
 constexpr int kLineTimeoutSeconds = 900;
 
-// Longest line accepted from the peer; its replies are a few hundred bytes.
+// Maximum length of a line from the peer, whose replies are a few hundred bytes.
 constexpr size_t kMaxLineBytes = size_t{1} << 20;
 
 }  // namespace
