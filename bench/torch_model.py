@@ -182,15 +182,15 @@ class Decoder:
 
 
 def serve_decode_rounds(decoder):
-    """Replies to each "decode N" line on stdin with one JSON line, until "quit" or end of input."""
+    """Replies to each "decode N ID" line on stdin with one JSON line, until "quit" or end of input."""
     for line in iter(sys.stdin.readline, ""):
         words = line.split()
         if not words or words[0] == "quit":
             return
-        if words[0] != "decode" or len(words) != 2 or not words[1].isdigit():
-            raise SystemExit(f"torch_model.py: invalid peer command {line!r}: expected 'decode N' or 'quit'")
+        if words[0] != "decode" or len(words) != 3 or not words[1].isdigit() or not words[2].isdigit():
+            raise SystemExit(f"torch_model.py: invalid peer command {line!r}: expected 'decode N ID' or 'quit'")
         seconds = decoder.run(int(words[1]))
-        print(json.dumps({"decode_seconds_per_token": seconds}), flush=True)
+        print(json.dumps({"decode_seconds_per_token": seconds, "id": int(words[2])}), flush=True)
 
 
 def main():
@@ -205,7 +205,7 @@ def main():
     parser.add_argument(
         "--peer",
         action="store_true",
-        help="print the prefill result, then decode in rounds on request ('decode N' lines on stdin); "
+        help="print the prefill result, then decode in rounds on request ('decode N ID' lines on stdin); "
         "`ropepp bench model --torch` alternates these rounds with its own",
     )
     args = parser.parse_args()

@@ -339,24 +339,25 @@ nlohmann::ordered_json to_json(const AttentionReport& report) {
 
 std::string to_csv(const AttentionReport& report) {
   const MachineCeilings& machine = report.machine;
-  std::string csv = "kind,variant,cache_type,tokens,seconds,gflops_or_gbs,ceiling_fraction_or_over_floor,torch_seconds\n";
+  std::string csv =
+      "kind,variant,cache_type,tokens,seconds,gflops_or_gbs,ceiling_fraction_or_over_floor,torch_seconds,read_gbs\n";
   auto torch = [](const std::optional<double>& value) { return value ? fmt::format("{:.6g}", *value) : ""; };
   for (const PrefillResult& r : report.prefill) {
     const double rate = r.forward_gflop / r.forward_s;
-    csv += fmt::format("prefill_forward,{},,{},{:.6g},{:.6g},{:.4f},{}\n", short_variant(r.variant), r.tokens,
+    csv += fmt::format("prefill_forward,{},,{},{:.6g},{:.6g},{:.4f},{},\n", short_variant(r.variant), r.tokens,
                        r.forward_s, rate, rate / machine.sgemm_gflops, torch(r.torch_forward_s));
     if (r.forward_backward_s > 0) {
       const double fb_rate = kForwardBackwardWork * r.forward_gflop / r.forward_backward_s;
-      csv += fmt::format("prefill_forward_backward,{},,{},{:.6g},{:.6g},{:.4f},{}\n", short_variant(r.variant),
+      csv += fmt::format("prefill_forward_backward,{},,{},{:.6g},{:.6g},{:.4f},{},\n", short_variant(r.variant),
                          r.tokens, r.forward_backward_s, fb_rate, fb_rate / machine.sgemm_gflops,
                          torch(r.torch_forward_backward_s));
     }
   }
   for (const DecodeResult& r : report.decode) {
     const double floor_s = r.floor_seconds();
-    csv += fmt::format("decode,{},{},{},{:.6g},{:.6g},{:.4f},{}\n", short_variant(r.variant), cache_type_name(r.type),
-                       r.cache_tokens, r.seconds, r.cache_bytes / r.seconds * 1e-9, r.seconds / floor_s,
-                       torch(r.torch_s));
+    csv += fmt::format("decode,{},{},{},{:.6g},{:.6g},{:.4f},{},{:.4g}\n", short_variant(r.variant),
+                       cache_type_name(r.type), r.cache_tokens, r.seconds, r.cache_bytes / r.seconds * 1e-9,
+                       r.seconds / floor_s, torch(r.torch_s), r.read_gbs);
   }
   return csv;
 }

@@ -8,6 +8,7 @@
 // bytes-per-token floor: every weight matrix and the KV cache read once, over
 // the measured read bandwidth.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cstdio>
@@ -137,24 +138,40 @@ double median_of(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+// The folder of the checkpoint given to PyTorch: unique to this process, so a
+// --work-dir that already contains files is never read from or deleted.
+std::filesystem::path torch_checkpoint(const std::filesystem::path& work_dir, const std::string& preset,
+                                       const std::string& variant) {
+  return work_dir / fmt::format("ropepp-bench-{}-{}-{}", preset, variant, ::getpid());
+}
+
 // Writes the weights for PyTorch and starts bench/torch_model.py as a peer,
 // which loads them and times its prefill.
 std::unique_ptr<bench::TorchPeer> start_torch(const Model& model, const BenchModelOptions& options,
                                               const std::filesystem::path& work_dir, ModelResult& result) {
   const bool bf16 = model.options().weights_precision == MatmulPrecision::kBF16;
-  const std::filesystem::path checkpoint = work_dir / fmt::format("{}-{}", result.preset, result.variant);
+  const std::filesystem::path checkpoint = torch_checkpoint(work_dir, result.preset, result.variant);
   if (!std::filesystem::exists(checkpoint / "config.json")) model.weights().save(checkpoint, DType::kF32);
+  const std::vector<std::string> argv = {"/usr/bin/python3",
+                                         options.torch_script,
+                                         "--model",
+                                         checkpoint.string(),
+                                         "--dtype",
+                                         bf16 ? "bf16" : "f32",
+                                         "--prompt-tokens",
+                                         std::to_string(options.prompt_tokens),
+                                         "--repeats",
+                                         std::to_string(options.repeats),
+                                         "--threads",
+                                         std::to_string(num_threads()),
+                                         "--peer"};
   // With Debian's default pthread OpenBLAS, torch's threads and OpenBLAS's compete
   // for the cores, so the OpenMP build is loaded instead.
-  const std::string command = fmt::format(
-      "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp exec /usr/bin/python3 {} --model {} --dtype {} "
-      "--prompt-tokens {} --repeats {} --threads {} --peer",
-      options.torch_script, checkpoint.string(), bf16 ? "bf16" : "f32", options.prompt_tokens, options.repeats,
-      num_threads());
-  spdlog::info("running {}", command);
+  const std::string library_path = "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp";
+  spdlog::info("running {} {}", library_path, fmt::join(argv, " "));
   try {
-    auto peer = std::make_unique<bench::TorchPeer>(command);
-    result.torch_prefill_seconds = peer->prefill().at("prefill_seconds").get<double>();
+    auto peer = std::make_unique<bench::TorchPeer>(argv, std::vector<std::string>{library_path});
+    result.torch_prefill_seconds = peer->prefill_seconds();
     return peer;
   } catch (const std::exception& error) {
     spdlog::error("the PyTorch benchmark failed ({}); its columns stay empty", error.what());
@@ -241,7 +258,10 @@ void measure_decode(Model& model, const BenchModelOptions& options, KVCache& cac
   result.decode_floor_seconds = result.decode_bytes / (result.read_gbs * 1e9);
   result.decode_floor_fraction = median_of(fractions);
   result.rounds_matched = static_cast<int>(speedups.size());
-  if (torch_failed) return;
+  if (torch_failed) {
+    result.rounds_matched = 0;
+    return;
+  }
   if (torch != nullptr && speedups.empty()) {
     spdlog::warn("{} {} {}: the bandwidth moved in every decode round; comparing PyTorch over all rounds",
                  result.preset, result.variant, result.weights);
@@ -351,6 +371,22 @@ int run_bench_model(BenchModelOptions options) {
   ROPEPP_CHECK(options.prompt_tokens >= 1 && options.decode_tokens >= 1 && options.rounds >= 1 &&
                    options.repeats >= 1,
                "--prompt-tokens, --decode-tokens, --rounds and --repeats must be >= 1");
+  // The KV cache holds the prompt and every round; 2^24 tokens is far past
+  // any context the presets are meant for and keeps the products in range.
+  const int64_t cache_tokens =
+      int64_t{options.prompt_tokens} + int64_t{options.rounds} * options.decode_tokens + 1;
+  ROPEPP_CHECK(cache_tokens <= (int64_t{1} << 24),
+               "--prompt-tokens {} plus --rounds {} x --decode-tokens {} is {} tokens: expected at most 2^24",
+               options.prompt_tokens, options.rounds, options.decode_tokens, cache_tokens - 1);
+  // Names are checked before the long measurements start.
+  const std::vector<std::string> presets = split_list(options.presets);
+  const std::vector<std::string> variants = split_list(options.variants);
+  const std::vector<std::string> precisions = split_list(options.weights);
+  ROPEPP_CHECK(!presets.empty() && !variants.empty() && !precisions.empty(),
+               "--presets, --variants and --weights each need at least one name");
+  for (const std::string& preset : presets) model_preset(preset, Variant::kVanilla);
+  for (const std::string& variant : variants) parse_variant(variant);
+  for (const std::string& precision : precisions) parse_matmul_precision(precision);
 
   spdlog::info("measuring the machine's ceilings ({} threads)", num_threads());
   const bench::MachineCeilings ceilings =
@@ -362,16 +398,24 @@ int run_bench_model(BenchModelOptions options) {
     work_dir = std::filesystem::temp_directory_path() / fmt::format("ropepp_bench_model_{}", ::getpid());
   }
   if (!work_dir.empty()) std::filesystem::create_directories(work_dir);
+  // A temporary folder made here goes away on every way out, errors included.
+  struct RemoveOnExit {
+    std::filesystem::path path;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+  } temporary{options.torch && options.work_dir.empty() ? work_dir : std::filesystem::path()};
 
   std::vector<ModelResult> results;
-  for (const std::string& preset : split_list(options.presets)) {
-    for (const std::string& variant_text : split_list(options.variants)) {
+  for (const std::string& preset : presets) {
+    for (const std::string& variant_text : variants) {
       const ModelConfig config = model_preset(preset, parse_variant(variant_text));
       // One set of random weights per preset and variant, shared by both precisions.
       spdlog::info("{} {}: initialising {:.1f}M parameters", preset, variant_name(config.variant),
                    config.parameter_count() / 1e6);
       Weights weights = Weights::random(config, 1);
-      for (const std::string& weights_text : split_list(options.weights)) {
+      for (const std::string& weights_text : precisions) {
         const MatmulPrecision precision = parse_matmul_precision(weights_text);
         if (precision == MatmulPrecision::kBF16 && ceilings.bf16_gemm_gflops <= 0.0) {
           spdlog::warn("skipping bf16 weights: {}", ceilings.bf16_note);
@@ -391,7 +435,7 @@ int run_bench_model(BenchModelOptions options) {
             precision == MatmulPrecision::kBF16 ? ceilings.bf16_gemm_gflops : ceilings.sgemm_gflops;
         spdlog::info("{} {} {} weights: prefill {} tokens, decode {} tokens", preset, result.variant, weights_text,
                      options.prompt_tokens, options.decode_tokens);
-        KVCache cache = model.make_cache(options.prompt_tokens + options.rounds * options.decode_tokens + 1);
+        KVCache cache = model.make_cache(cache_tokens);
         measure_prefill(model, options, cache, result);
         std::unique_ptr<bench::TorchPeer> torch;
         if (options.torch) torch = start_torch(model, options, work_dir, result);
@@ -401,10 +445,9 @@ int run_bench_model(BenchModelOptions options) {
         weights = std::move(model.mutable_weights());
         weights.disable_bf16();
       }
-      if (options.torch) std::filesystem::remove_all(work_dir / fmt::format("{}-{}", preset, variant_name(config.variant)));
+      if (options.torch) std::filesystem::remove_all(torch_checkpoint(work_dir, preset, variant_name(config.variant)));
     }
   }
-  if (options.torch && options.work_dir.empty()) std::filesystem::remove_all(work_dir);
 
   std::fputs(format_table(results).c_str(), stdout);
   if (!options.json_path.empty()) {

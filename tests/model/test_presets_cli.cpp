@@ -163,15 +163,20 @@ nlohmann::json bench_with_peer(const test::TempDir& temp, const std::string& pee
 constexpr const char* kFakePeer = R"(import json, sys
 print(json.dumps({"prefill_seconds": 0.5}), flush=True)
 for line in iter(sys.stdin.readline, ""):
-    if line.split()[0] == "quit":
+    words = line.split()
+    if words[0] == "quit":
         break
-    print(json.dumps({"decode_seconds_per_token": 0.25}), flush=True)
+    print(json.dumps({"decode_seconds_per_token": 0.25, "id": int(words[2])}), flush=True)
 )";
 
 TEST(ModelCli, BenchModelAlternatesWithPeer) {
   if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
   test::TempDir temp;
+  // Files already in --work-dir are neither read nor deleted.
+  std::filesystem::create_directories(temp.path() / "work");
+  std::ofstream(temp.path() / "work" / "notes.txt") << "keep\n";
   const nlohmann::json result = bench_with_peer(temp, kFakePeer);
+  EXPECT_TRUE(std::filesystem::exists(temp.path() / "work" / "notes.txt"));
 
   EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
   const nlohmann::json& rounds = result.at("decode_rounds");
@@ -209,6 +214,35 @@ TEST(ModelCli, BenchModelSurvivesPeerDyingInDecode) {
   EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
   EXPECT_FALSE(result.contains("decode_speedup_vs_torch"));
   EXPECT_GT(result.at("decode_tokens_per_second").get<double>(), 0.0);
+}
+
+// Replies that are out of step (an extra line) or not a positive time are
+// rejected: the decode comparison is left out instead of reporting nonsense.
+TEST(ModelCli, BenchModelRejectsBadPeerReplies) {
+  if (!binary_available()) GTEST_SKIP() << "build the ropepp program first (" << ROPEPP_BINARY << ")";
+  // Both are the well-behaved peer with one change.
+  const std::string fake = kFakePeer;
+  const size_t after_prefill = fake.find('\n', fake.find("prefill_seconds")) + 1;
+  const std::string out_of_step = fake.substr(0, after_prefill) +
+                                  "print(json.dumps({\"decode_seconds_per_token\": 999.0, \"id\": 7}), flush=True)\n" +
+                                  fake.substr(after_prefill);
+  std::string negative = fake;
+  negative.replace(negative.find("0.25"), 4, "-1.0");
+
+  for (const std::string& peer : {out_of_step, negative}) {
+    test::TempDir temp;
+    const nlohmann::json result = bench_with_peer(temp, peer);
+    EXPECT_EQ(result.at("torch_prefill_seconds").get<double>(), 0.5);
+    EXPECT_FALSE(result.contains("decode_speedup_vs_torch"));
+  }
+
+  // A misspelt preset fails before anything is measured.
+  EXPECT_NE(run("bench model --presets tiny,bogus > /dev/null"), 0);
+
+  // A prefill time that is not a positive number leaves every PyTorch column out.
+  test::TempDir temp;
+  const nlohmann::json result = bench_with_peer(temp, "print('{\"prefill_seconds\": -0.5}', flush=True)\n");
+  EXPECT_FALSE(result.contains("torch_prefill_seconds"));
 }
 
 }  // namespace
