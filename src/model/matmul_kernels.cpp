@@ -39,11 +39,11 @@ void gemv_f32_scalar_rows(const float* x, int64_t in, const float* weight, int64
 }
 
 // Access order decides the speed of a GEMV here, since it only streams W.
-// For one row of x (decode), reading W in storage order, one weight row after
-// the other with four accumulators, is a single stream per thread; on the
-// 2-core Zen 4 it measured 85% (f32) and 97% (bf16) of a plain read loop over
-// a 128256 x 1024 LM head, against 80% / 53% when eight rows were read side by
-// side and 50% with the two rows of the first version. Several rows of x reuse
+// For one row of x (decode), W is read in storage order, one weight row after
+// the other with four accumulators, so each thread reads a single stream. On
+// the 2-core Zen 4 this measured 85% (f32) and 97% (bf16) of a plain read loop
+// over a 128256 x 1024 LM head. Eight rows read side by side reached 80% and
+// 53%, and the two rows of the first version 50%. Several rows of x reuse
 // each weight from registers instead, in blocks of kOut weight rows bounded by
 // the kOut x kRows accumulators that fit in 32 registers.
 template <int kRows>
@@ -279,6 +279,62 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void gemv_bf16_wid
   for (; o < o_end; ++o) gemv_bf16_widen_avx512_block<kRows, 1>(x_bf16, x_stride, in, weight, o, y, ldy, accumulate);
 }
 
+// ---- AVX2 GEMVs (CPUs without AVX-512) -------------------------------------
+
+__attribute__((target("avx2,fma"))) inline float sum_avx2(__m256 x) {
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+  sum = _mm_add_ss(sum, _mm_shuffle_ps(sum, sum, 1));
+  return _mm_cvtss_f32(sum);
+}
+
+// Eight values as f32; bf16 is widened by a 16-bit shift.
+__attribute__((target("avx2,fma"))) inline __m256 load_avx2(const bf16_t* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+__attribute__((target("avx2,fma"))) inline __m256 load_avx2(const float* p) { return _mm256_loadu_ps(p); }
+inline float to_float(float x) { return x; }
+inline float to_float(bf16_t x) { return bf16_to_float(x); }
+
+// The AVX2 GEMV for f32 (T = float) or bf16 (T = bf16_t, x already rounded to
+// bf16) weights. One row of x reads W in storage order with four accumulators,
+// as the AVX-512 kernels do. Several rows keep one accumulator each per weight
+// row.
+template <int kRows, typename T>
+__attribute__((target("avx2,fma"))) void gemv_avx2_rows(const T* x, int64_t x_stride, int64_t in, const T* weight,
+                                                        int64_t o_begin, int64_t o_end, float* y, int64_t ldy,
+                                                        bool accumulate) {
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const T* w = weight + o * in;
+    float sums[kRows];
+    int64_t i = 0;
+    if constexpr (kRows == 1) {
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+      for (; i + 32 <= in; i += 32) {
+        acc0 = _mm256_fmadd_ps(load_avx2(w + i), load_avx2(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_avx2(w + i + 8), load_avx2(x + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(load_avx2(w + i + 16), load_avx2(x + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(load_avx2(w + i + 24), load_avx2(x + i + 24), acc3);
+      }
+      for (; i + 8 <= in; i += 8) acc0 = _mm256_fmadd_ps(load_avx2(w + i), load_avx2(x + i), acc0);
+      sums[0] = sum_avx2(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    } else {
+      __m256 acc[kRows];
+      for (int r = 0; r < kRows; ++r) acc[r] = _mm256_setzero_ps();
+      for (; i + 8 <= in; i += 8) {
+        const __m256 wv = load_avx2(w + i);
+        for (int r = 0; r < kRows; ++r) acc[r] = _mm256_fmadd_ps(wv, load_avx2(x + r * x_stride + i), acc[r]);
+      }
+      for (int r = 0; r < kRows; ++r) sums[r] = sum_avx2(acc[r]);
+    }
+    for (; i < in; ++i) {
+      for (int r = 0; r < kRows; ++r) sums[r] += to_float(w[i]) * to_float(x[r * x_stride + i]);
+    }
+    for (int r = 0; r < kRows; ++r) y[r * ldy + o] = accumulate ? y[r * ldy + o] + sums[r] : sums[r];
+  }
+}
+
 // Splits the output rows evenly over the threads and runs kernel(o_begin,
 // o_end) on each share.
 template <typename Kernel>
@@ -312,17 +368,23 @@ void call_rows(int rows, Args&&... args) {
 
 template <int kRows>
 struct GemvF32 {
-  static void run(bool avx512, const float* x, int64_t in, const float* weight, int64_t o_begin, int64_t o_end,
-                  float* y, int64_t ldy, bool accumulate) {
-    if (avx512) {
-      gemv_f32_avx512_rows<kRows>(x, in, weight, o_begin, o_end, y, ldy, accumulate);
-    } else {
-      gemv_f32_scalar_rows<kRows>(x, in, weight, o_begin, o_end, y, ldy, accumulate);
+  static void run(SimdTarget target, const float* x, int64_t in, const float* weight, int64_t o_begin,
+                  int64_t o_end, float* y, int64_t ldy, bool accumulate) {
+    switch (target) {
+      case SimdTarget::kAvx512:
+        gemv_f32_avx512_rows<kRows>(x, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
+      case SimdTarget::kAvx2:
+        gemv_avx2_rows<kRows, float>(x, in, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
+      case SimdTarget::kScalar:
+        gemv_f32_scalar_rows<kRows>(x, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
     }
   }
 };
 
-enum class Bf16Path { kNative, kWidenAvx512, kScalar };
+enum class Bf16Path { kNative, kWidenAvx512, kWidenAvx2, kScalar };
 
 template <int kRows>
 struct GemvBf16 {
@@ -335,6 +397,9 @@ struct GemvBf16 {
       case Bf16Path::kWidenAvx512:
         gemv_bf16_widen_avx512_rows<kRows>(x, x_stride, in, weight, o_begin, o_end, y, ldy, accumulate);
         break;
+      case Bf16Path::kWidenAvx2:
+        gemv_avx2_rows<kRows, bf16_t>(x, x_stride, in, weight, o_begin, o_end, y, ldy, accumulate);
+        break;
       case Bf16Path::kScalar:
         gemv_bf16_scalar_rows<kRows>(x, x_stride, in, weight, o_begin, o_end, y, ldy, accumulate);
         break;
@@ -346,20 +411,22 @@ struct GemvBf16 {
 
 void gemv_f32(const float* x, int64_t n_rows, int64_t in, const float* weight, int64_t out, float* y,
               bool accumulate) {
-  const bool avx512 = active_simd_target() == SimdTarget::kAvx512;
+  const SimdTarget target = active_simd_target();
   for (int64_t r0 = 0; r0 < n_rows; r0 += kMaxRowsPerPass) {
     const int rows = static_cast<int>(std::min<int64_t>(kMaxRowsPerPass, n_rows - r0));
     for_output_blocks(out, in, [&](int64_t begin, int64_t end) {
-      call_rows<GemvF32>(rows, avx512, x + r0 * in, in, weight, begin, end, y + r0 * out, out, accumulate);
+      call_rows<GemvF32>(rows, target, x + r0 * in, in, weight, begin, end, y + r0 * out, out, accumulate);
     });
   }
 }
 
 void gemv_bf16(const float* x, int64_t n_rows, int64_t in, const bf16_t* weight, int64_t out, float* y,
                bool accumulate) {
-  const bool avx512 = active_simd_target() == SimdTarget::kAvx512;
+  const SimdTarget target = active_simd_target();
+  const bool avx512 = target == SimdTarget::kAvx512;
   const Bf16Path path = avx512 && cpu_features().avx512_bf16 ? Bf16Path::kNative
                         : avx512                             ? Bf16Path::kWidenAvx512
+                        : target == SimdTarget::kAvx2        ? Bf16Path::kWidenAvx2
                                                              : Bf16Path::kScalar;
   // Decode calls this once per matrix per token: the scratch grows once and is reused.
   thread_local std::vector<bf16_t> x_bf16;

@@ -16,7 +16,8 @@ void gemv_f32(const float* x, int64_t n_rows, int64_t in, const float* weight, i
 // The same with bf16 weights and x rounded to bf16 (the bf16 product of
 // linear_forward), f32 accumulation. Uses AVX512-BF16 dot products where the
 // CPU has them, else converts W to f32 in registers. Both GEMVs follow the
-// active SIMD target of kernels/simd.h: AVX-512, or a scalar loop otherwise.
+// active SIMD target of kernels/simd.h: AVX-512, AVX2 (bf16 widened to f32 in
+// registers), or a scalar loop.
 void gemv_bf16(const float* x, int64_t n_rows, int64_t in, const bf16_t* weight, int64_t out, float* y,
                bool accumulate);
 
