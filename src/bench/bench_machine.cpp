@@ -68,7 +68,7 @@ double measure_bf16_gemm(int n, int repeats) {
 
 // Sum of x[begin..end), end - begin a multiple of kStreamUnroll. The read
 // ceiling has to be the fastest read this CPU does, or the decode floors built
-// on it flatter the kernels: on the 2-core Zen 4 a compiler-vectorised SSE
+// on it flatter the kernels. On the 2-core Zen 4, a compiler-vectorised SSE
 // loop over 4 KiB pages read 49 GB/s where this loop over huge pages read 62.
 __attribute__((target("avx512f"))) float read_sum_avx512(const float* x, int64_t begin, int64_t end) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;

@@ -7,11 +7,20 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace ropepp::bench {
+
+// Returns the median of a non-empty list (the mean of the two middle values
+// for an even count).
+inline double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
 
 // Runs fn once as a warm-up, then `repeats` times, and returns the median
 // wall time of one call in seconds.
@@ -24,9 +33,7 @@ double median_seconds(int repeats, Function&& fn) {
     fn();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  std::sort(times.begin(), times.end());
-  const size_t n = times.size();
-  return n % 2 == 1 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+  return median(std::move(times));
 }
 
 struct MachineOptions {

@@ -132,12 +132,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double median_of(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
 // The folder of the checkpoint given to PyTorch: unique to this process, so a
 // --work-dir that already contains files is never read from or deleted.
 std::filesystem::path torch_checkpoint(const std::filesystem::path& work_dir, const std::string& preset,
@@ -223,7 +217,7 @@ void measure_decode(Model& model, const BenchModelOptions& options, KVCache& cac
       steps.push_back(seconds_since(start));
       token = static_cast<int32_t>((token * 31 + 7) % config.vocab_size);
     }
-    r.seconds = median_of(steps);
+    r.seconds = bench::median(steps);
     r.read_gbs[1] = bench::measure_read_gbs(read_bytes, 3);
     if (torch != nullptr) {
       try {
@@ -253,10 +247,10 @@ void measure_decode(Model& model, const BenchModelOptions& options, KVCache& cac
       speedups.push_back(r.torch_seconds / r.seconds);
     }
   }
-  result.decode_seconds = median_of(times);
-  result.read_gbs = median_of(bandwidths);
+  result.decode_seconds = bench::median(times);
+  result.read_gbs = bench::median(bandwidths);
   result.decode_floor_seconds = result.decode_bytes / (result.read_gbs * 1e9);
-  result.decode_floor_fraction = median_of(fractions);
+  result.decode_floor_fraction = bench::median(fractions);
   result.rounds_matched = static_cast<int>(speedups.size());
   if (torch_failed) {
     result.rounds_matched = 0;
@@ -271,8 +265,8 @@ void measure_decode(Model& model, const BenchModelOptions& options, KVCache& cac
     }
   }
   if (!speedups.empty()) {
-    result.torch_decode_seconds = median_of(torch_times);
-    result.decode_speedup = median_of(speedups);
+    result.torch_decode_seconds = bench::median(torch_times);
+    result.decode_speedup = bench::median(speedups);
   }
 }
 
@@ -371,7 +365,7 @@ int run_bench_model(BenchModelOptions options) {
   ROPEPP_CHECK(options.prompt_tokens >= 1 && options.decode_tokens >= 1 && options.rounds >= 1 &&
                    options.repeats >= 1,
                "--prompt-tokens, --decode-tokens, --rounds and --repeats must be >= 1");
-  // The KV cache holds the prompt and every round; 2^24 tokens is far past
+  // The KV cache contains the prompt and every round. 2^24 tokens is far past
   // any context the presets are meant for and keeps the products in range.
   const int64_t cache_tokens =
       int64_t{options.prompt_tokens} + int64_t{options.rounds} * options.decode_tokens + 1;

@@ -316,10 +316,10 @@ void score_block(const DecodeChunk& chunk, const float* const* keys, int n_keys)
   }
 }
 
-// Columns [e_begin, e_end) of acc0 and acc1 (two rows) plus the weighted value
-// rows, kVectors vectors per row at a time, accumulators in registers across
-// the block. Returns the first column not handled: e_end rounds down to whole
-// slices.
+// Adds the weighted value rows to columns [e_begin, e_end) of acc0 and acc1
+// (two query rows), kVectors vectors per row at a time, with the accumulators
+// in registers across the block. Returns the first column not handled, since
+// e_end is rounded down to whole slices.
 template <int kVectors, typename T>
 int accumulate_slices(const T* const* values, int n_keys, const float* p0, const float* p1, float* acc0,
                       float* acc1, bool pair, int e_begin, int e_end) {

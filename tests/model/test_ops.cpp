@@ -50,11 +50,12 @@ std::vector<SimdTarget> supported_targets() {
 }
 
 // Row counts cover the GEMV (<= 8, including groups of 4 with a remainder) and
-// GEMM paths; odd sizes exercise the vector tails and output counts that the
-// GEMV's blocks of 4 or 2 weight rows (several rows of x) do not divide. The last three shapes
-// are above the GEMV's threading threshold (2^18 weights), so each thread's
-// share ends inside a block. Tolerance: f32 sums of up to 515 products of
-// unit-variance values, relative to the largest output: 1e-5.
+// GEMM paths. Odd sizes exercise the vector tails, and output counts that the
+// GEMV's blocks of 4 or 2 weight rows (for several rows of x) do not divide.
+// The last three shapes are above the GEMV's threading threshold (2^18
+// weights), so each thread's share ends inside a block. Tolerance: f32 sums of
+// up to 515 products of unit-variance values, relative to the largest output:
+// 1e-5.
 TEST(OpsLinear, MatchesDoubleReference) {
   const std::vector<std::array<int64_t, 3>> shapes = {{1, 64, 32},   {3, 37, 101},    {5, 301, 17},
                                                       {8, 16, 48},   {9, 77, 31},     {33, 129, 65},
